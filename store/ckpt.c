@@ -1,0 +1,539 @@
+/* store/ckpt.c: checkpoints: the maps and volume table written whole, so
+ * that recovery replays only the log after them.
+ *
+ * A checkpoint is captured with no batch in flight (D4) at log position P
+ * (the next record's seq, segment and offset). Its payload (format.h:
+ * fmt_ckpt_hdr, then per volume fmt_ckpt_vol and its extents) goes to free
+ * segments; once those writes complete, the root naming them and P is
+ * written to slot generation % 2 and flushed. Only then are the previous
+ * checkpoint's segments and the segments that were dead at capture freed.
+ *
+ * A crash at any point leaves the previous root and everything it needs
+ * intact: its payload and log tail are freed only after the new root is
+ * durable. A root whose payload fails its CRC is skipped for the older one.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+struct ckpt {
+	struct store_pool *p;
+	void              *payload;
+	size_t             bytes;       /* payload, before padding */
+	uint32_t           segs[FMT_ROOT_SEGS_MAX];
+	uint32_t           nsegs;
+	uint32_t          *dead;        /* segments dead at capture */
+	uint32_t           ndead;
+	struct fmt_root   *root;
+	int                pending;
+	int                err;
+	struct req_list    waiters;
+	struct store_bio   bio[FMT_ROOT_SEGS_MAX];
+	struct iovec       iov[FMT_ROOT_SEGS_MAX];
+	struct store_bio   root_bio;
+	struct iovec       root_iov;
+};
+
+/* ---- serialising ------------------------------------------------------------ */
+
+struct ser {
+	char    *buf;
+	size_t   off;
+	uint64_t n;
+};
+
+static int ckpt_ser_ext(void *arg, uint64_t lba, uint64_t len, uint64_t pba)
+{
+	struct ser *s = arg;
+	uint64_t w[2] = { lba | len << MAP_LBA_BITS, pba };
+
+	memcpy(s->buf + s->off, w, sizeof(w));
+	s->off += sizeof(w);
+	s->n++;
+	return 0;
+}
+
+static size_t ckpt_payload_bytes(const struct store_pool *p)
+{
+	size_t bytes = sizeof(struct fmt_ckpt_hdr);
+	const struct store_vol *v;
+
+	TAILQ_FOREACH(v, &p->vols, link)
+		if (v->state != VOL_CREATING)
+			bytes += sizeof(struct fmt_ckpt_vol) + 16 * v->map.extents;
+	return bytes;
+}
+
+/* Serialises the volume table and maps into buf (which holds bytes). */
+static void ckpt_serialise(struct store_pool *p, void *buf)
+{
+	struct fmt_ckpt_hdr *h = buf;
+	struct ser s = { .buf = buf, .off = sizeof(*h) };
+	struct store_vol *v;
+
+	memcpy(h->magic, FMT_CKPT_MAGIC, 8);
+	h->version = FMT_VERSION;
+	h->next_vol_id = p->next_vol_id;
+	TAILQ_FOREACH(v, &p->vols, link) {
+		struct fmt_ckpt_vol *fv = (struct fmt_ckpt_vol *)(s.buf + s.off);
+		uint64_t before = s.n;
+
+		if (v->state == VOL_CREATING)
+			continue;       /* its record comes after P and is replayed */
+		memset(fv, 0, sizeof(*fv));
+		fv->id = v->id;
+		fv->flags = v->write_back ? FMT_ENT_F_WRITE_BACK : 0;
+		fv->sectors = v->sectors;
+		memcpy(fv->name, v->name, strlen(v->name));
+		s.off += sizeof(*fv);
+		store_map_visit(&v->map, 0, UINT64_MAX >> 1, ckpt_ser_ext, &s);
+		fv->n_extents = s.n - before;
+		h->n_vols++;
+	}
+	h->n_extents = s.n;
+}
+
+static void ckpt_fill_root(struct store_pool *p, struct fmt_root *r, uint64_t gen,
+                           const uint32_t *segs, uint32_t nsegs, const void *payload,
+                           size_t bytes)
+{
+	memset(r, 0, 4096);
+	memcpy(r->magic, FMT_ROOT_MAGIC, 8);
+	r->version = FMT_VERSION;
+	memcpy(r->uuid, p->uuid, 16);
+	r->generation = gen;
+	r->log_seq = p->next_seq;
+	r->log_seg = p->cur_seg;
+	r->log_off = p->cur_off;
+	r->next_seg = p->next_seg;
+	r->payload_segs = nsegs;
+	r->payload_bytes = bytes;
+	r->payload_crc = store_crc(payload, bytes);
+	memcpy(r->seg, segs, nsegs * sizeof(segs[0]));
+	r->crc = store_crc(r, 4096);
+}
+
+/* Serialises into a fresh padded buffer and allocates its segments. */
+static int ckpt_prepare(struct store_pool *p, void **payload, size_t *bytes,
+                        uint32_t *segs, uint32_t *nsegs)
+{
+	size_t n = ckpt_payload_bytes(p);
+	uint64_t need = (n + p->seg_bytes - 1) / p->seg_bytes;
+
+	if (need > FMT_ROOT_SEGS_MAX)
+		return -EFBIG;
+	if (need > p->free_segs)
+		return -ENOSPC;
+	*payload = store_alloc_aligned((n + 4095) & ~(size_t)4095);
+	if (!*payload)
+		return -ENOMEM;
+	ckpt_serialise(p, *payload);
+	*bytes = n;
+	*nsegs = 0;
+	while (*nsegs < need) {
+		int rc = store_seg_alloc(p, SEG_CKPT, &segs[*nsegs]);
+
+		if (rc) {       /* cannot happen after the check above; be safe */
+			while (*nsegs > 0)
+				store_seg_release(p, segs[--*nsegs]);
+			free(*payload);
+			return rc;
+		}
+		(*nsegs)++;
+	}
+	return 0;
+}
+
+static void ckpt_adopt_segments(struct store_pool *p, const uint32_t *segs, uint32_t n)
+{
+	for (uint32_t i = 0; i < p->ckpt_nsegs; i++)
+		store_seg_release(p, p->ckpt_segs[i]);
+	memcpy(p->ckpt_segs, segs, n * sizeof(segs[0]));
+	p->ckpt_nsegs = n;
+}
+
+/* ---- the first checkpoint of a new pool (synchronous) ----------------------- */
+
+int store_ckpt_format(struct store_pool *p)
+{
+	struct fmt_root *root = store_alloc_aligned(4096);
+	uint32_t segs[FMT_ROOT_SEGS_MAX], nsegs;
+	void *payload = NULL;
+	size_t bytes;
+	int rc = -ENOMEM;
+
+	if (!root)
+		return rc;
+	for (uint32_t s = 0; s < p->nsegs; s++)
+		p->segs[s].state = SEG_FREE;
+	p->free_segs = p->nsegs;
+	p->next_seq = 1;
+	if ((rc = store_seg_alloc(p, SEG_LOG, &p->cur_seg)) ||
+	    (rc = store_seg_alloc(p, SEG_LOG, &p->next_seg)) ||
+	    (rc = ckpt_prepare(p, &payload, &bytes, segs, &nsegs)))
+		goto out;
+	rc = p->be->ops->write_sync(p->be, payload, (bytes + 4095) & ~(size_t)4095,
+	                            FMT_DATA_OFF + (uint64_t)segs[0] * p->seg_bytes);
+	if (rc)
+		goto out;
+	ckpt_fill_root(p, root, 1, segs, nsegs, payload, bytes);
+	rc = p->be->ops->write_sync(p->be, root, 4096, FMT_ROOT_OFF(1));
+	if (rc == 0) {
+		p->ckpt_gen = 1;
+		ckpt_adopt_segments(p, segs, nsegs);
+	}
+out:
+	free(payload);
+	free(root);
+	return rc;
+}
+
+/* ---- the running checkpoint (asynchronous) ---------------------------------- */
+
+static void ckpt_finish(struct ckpt *c)
+{
+	struct store_pool *p = c->p;
+	int err = c->err;
+
+	if (err) {
+		for (uint32_t i = 0; i < c->nsegs; i++)
+			store_seg_release(p, c->segs[i]);
+		store_pool_logf(p, STORE_LOG_WARN, "checkpoint failed: %s", store_strerror(err));
+	} else {
+		p->ckpt_gen++;
+		ckpt_adopt_segments(p, c->segs, c->nsegs);
+		for (uint32_t i = 0; i < c->ndead; i++) {
+			struct seg_info *g = &p->segs[c->dead[i]];
+
+			if (g->state == SEG_LOG && g->live == 0 && g->readers == 0)
+				store_seg_release(p, c->dead[i]);
+		}
+		p->st.checkpoints++;
+	}
+	while (!STAILQ_EMPTY(&c->waiters)) {
+		struct store_req *r = STAILQ_FIRST(&c->waiters);
+
+		STAILQ_REMOVE_HEAD(&c->waiters, link);
+		store_req_complete(p, r, err);
+	}
+	p->ckpt = NULL;
+	free(c->payload);
+	free(c->dead);
+	free(c->root);
+	free(c);
+	store_log_kick(p);
+}
+
+static void ckpt_root_done(struct store_bio *b)
+{
+	struct ckpt *c = b->owner;
+
+	if (b->result) {
+		store_pool_fail(c->p, b->result, "checkpoint root write");
+		c->err = STORE_EFAILED;
+	}
+	ckpt_finish(c);
+}
+
+static void ckpt_payload_done(struct store_bio *b)
+{
+	struct ckpt *c = b->owner;
+	struct store_pool *p = c->p;
+
+	if (b->result && !c->err) {
+		store_pool_fail(p, b->result, "checkpoint write");
+		c->err = STORE_EFAILED;
+	}
+	if (--c->pending > 0)
+		return;
+	if (c->err) {
+		ckpt_finish(c);
+		return;
+	}
+	c->root_iov.iov_base = c->root;
+	c->root_iov.iov_len = 4096;
+	c->root_bio.op = STORE_BIO_WRITE;
+	c->root_bio.flush = true;       /* the payload's writes completed first */
+	c->root_bio.offset = FMT_ROOT_OFF((p->ckpt_gen + 1) % 2);
+	c->root_bio.iov = &c->root_iov;
+	c->root_bio.iovcnt = 1;
+	c->root_bio.done = ckpt_root_done;
+	c->root_bio.owner = c;
+	p->st.device_write_bytes += 4096;
+	p->st.flushes++;
+	p->be->ops->submit(p->be, &c->root_bio);
+}
+
+static void ckpt_note_dead(struct store_pool *p, struct ckpt *c)
+{
+	c->dead = calloc(p->nsegs, sizeof(*c->dead));
+	if (!c->dead)
+		return;         /* nothing freed this time; the next one will */
+	for (uint32_t s = 0; s < p->nsegs; s++) {
+		const struct seg_info *g = &p->segs[s];
+
+		if (g->state == SEG_LOG && g->live == 0 && g->readers == 0 &&
+		    s != p->cur_seg && s != p->next_seg)
+			c->dead[c->ndead++] = s;
+	}
+}
+
+static void ckpt_submit_payload(struct store_pool *p, struct ckpt *c)
+{
+	size_t padded = (c->bytes + 4095) & ~(size_t)4095;
+
+	c->pending = (int)c->nsegs;
+	for (uint32_t i = 0; i < c->nsegs; i++) {
+		size_t at = (size_t)i * p->seg_bytes;
+		size_t n = padded - at < p->seg_bytes ? padded - at : p->seg_bytes;
+
+		c->iov[i].iov_base = (char *)c->payload + at;
+		c->iov[i].iov_len = n;
+		c->bio[i].op = STORE_BIO_WRITE;
+		c->bio[i].offset = FMT_DATA_OFF + (uint64_t)c->segs[i] * p->seg_bytes;
+		c->bio[i].iov = &c->iov[i];
+		c->bio[i].iovcnt = 1;
+		c->bio[i].done = ckpt_payload_done;
+		c->bio[i].owner = c;
+		p->st.device_write_bytes += n;
+		p->be->ops->submit(p->be, &c->bio[i]);
+	}
+}
+
+/* Called by the log with no batch in flight. */
+void store_ckpt_start(struct store_pool *p)
+{
+	struct ckpt *c = calloc(1, sizeof(*c));
+	int rc;
+
+	p->ckpt_wanted = false;
+	if (!c || !(c->root = store_alloc_aligned(4096))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	c->p = p;
+	STAILQ_INIT(&c->waiters);
+	STAILQ_CONCAT(&c->waiters, &p->ckpt_waiters);
+	rc = ckpt_prepare(p, &c->payload, &c->bytes, c->segs, &c->nsegs);
+	if (rc)
+		goto fail;
+	ckpt_note_dead(p, c);
+	ckpt_fill_root(p, c->root, p->ckpt_gen + 1, c->segs, c->nsegs, c->payload, c->bytes);
+	p->log_bytes_since_ckpt = 0;
+	p->ckpt = c;
+	ckpt_submit_payload(p, c);
+	return;
+fail:
+	store_pool_logf(p, STORE_LOG_WARN, "cannot start a checkpoint: %s", store_strerror(rc));
+	if (c) {
+		STAILQ_CONCAT(&p->ckpt_waiters, &c->waiters);
+		free(c->root);
+		free(c);
+	}
+	while (!STAILQ_EMPTY(&p->ckpt_waiters)) {
+		struct store_req *r = STAILQ_FIRST(&p->ckpt_waiters);
+
+		STAILQ_REMOVE_HEAD(&p->ckpt_waiters, link);
+		store_req_defer(p, r, rc);
+	}
+}
+
+void store_ckpt_request(struct store_pool *p, struct store_req *waiter)
+{
+	STAILQ_INSERT_TAIL(&p->ckpt_waiters, waiter, link);
+	p->ckpt_wanted = true;
+}
+
+/* ---- loading ---------------------------------------------------------------- */
+
+static int ckpt_root_check(const struct store_pool *p, struct fmt_root *r)
+{
+	uint32_t crc = r->crc;
+
+	if (memcmp(r->magic, FMT_ROOT_MAGIC, 8) != 0)
+		return STORE_ECORRUPT;
+	r->crc = 0;
+	if (store_crc(r, 4096) != crc)
+		return STORE_ECORRUPT;
+	r->crc = crc;
+	if (r->version != FMT_VERSION)
+		return STORE_EVERSION;
+	if (memcmp(r->uuid, p->uuid, 16) || r->log_seg >= p->nsegs ||
+	    r->next_seg >= p->nsegs || r->log_seg == r->next_seg ||
+	    r->log_off > p->seg_bytes || r->log_off % 4096 ||
+	    r->payload_segs == 0 || r->payload_segs > FMT_ROOT_SEGS_MAX ||
+	    r->payload_bytes < sizeof(struct fmt_ckpt_hdr) ||
+	    r->payload_bytes > (uint64_t)r->payload_segs * p->seg_bytes)
+		return STORE_ECORRUPT;
+	for (uint32_t i = 0; i < r->payload_segs; i++)
+		if (r->seg[i] >= p->nsegs)
+			return STORE_ECORRUPT;
+	return 0;
+}
+
+static int ckpt_read_payload(struct store_pool *p, const struct fmt_root *r, char **out)
+{
+	size_t padded = (r->payload_bytes + 4095) & ~(uint64_t)4095;
+	char *buf = store_alloc_aligned(padded);
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < r->payload_segs; i++) {
+		size_t at = (size_t)i * p->seg_bytes;
+		size_t n = padded - at < p->seg_bytes ? padded - at : p->seg_bytes;
+		int rc = p->be->ops->read_sync(p->be, buf + at, n,
+		                               FMT_DATA_OFF + (uint64_t)r->seg[i] * p->seg_bytes);
+		if (rc) {
+			free(buf);
+			return rc;
+		}
+	}
+	if (store_crc(buf, r->payload_bytes) != r->payload_crc) {
+		free(buf);
+		return STORE_ECORRUPT;
+	}
+	*out = buf;
+	return 0;
+}
+
+/* A pba range that lies inside one segment. */
+static bool ckpt_pba_ok(const struct store_pool *p, uint64_t pba, uint64_t len)
+{
+	uint32_t s, e;
+
+	return store_seg_of_sector(p, pba, &s) && store_seg_of_sector(p, pba + len - 1, &e) &&
+	       s == e;
+}
+
+static int ckpt_parse_vol(struct store_pool *p, const char *buf, size_t size, size_t *off)
+{
+	struct fmt_ckpt_vol fv;
+	struct store_vol *v;
+	uint64_t end = 0;
+
+	if (size - *off < sizeof(fv))
+		return STORE_ECORRUPT;
+	memcpy(&fv, buf + *off, sizeof(fv));
+	*off += sizeof(fv);
+	if (memchr(fv.name, 0, sizeof(fv.name)) == NULL || fv.name[0] == 0 ||
+	    fv.sectors == 0 || fv.sectors > STORE_VOL_MAX_SECTORS ||
+	    fv.n_extents > (size - *off) / 16 || store_vol_by_id(p, fv.id) ||
+	    store_vol_find(p, fv.name) || fv.id == 0)
+		return STORE_ECORRUPT;
+	v = store_vol_new(p, fv.name, fv.id, fv.sectors, fv.flags & FMT_ENT_F_WRITE_BACK);
+	if (!v)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < fv.n_extents; i++) {
+		uint64_t w[2], lba, len;
+		int rc;
+
+		memcpy(w, buf + *off, sizeof(w));
+		*off += sizeof(w);
+		lba = w[0] & ((1ull << MAP_LBA_BITS) - 1);
+		len = w[0] >> MAP_LBA_BITS;
+		if (len == 0 || lba < end || lba + len > v->sectors || !ckpt_pba_ok(p, w[1], len))
+			return STORE_ECORRUPT;
+		end = lba + len;
+		rc = store_map_set(&v->map, lba, len, w[1], NULL, NULL);
+		if (rc)
+			return rc;
+		store_map_added(p, w[1], len);
+	}
+	return 0;
+}
+
+static int ckpt_parse(struct store_pool *p, const char *buf, size_t size)
+{
+	struct fmt_ckpt_hdr h;
+	size_t off = sizeof(h);
+
+	memcpy(&h, buf, sizeof(h));
+	if (memcmp(h.magic, FMT_CKPT_MAGIC, 8) || h.version != FMT_VERSION)
+		return STORE_ECORRUPT;
+	for (uint32_t i = 0; i < h.n_vols; i++) {
+		int rc = ckpt_parse_vol(p, buf, size, &off);
+		if (rc)
+			return rc;
+	}
+	if (off != size || h.next_vol_id == 0)
+		return STORE_ECORRUPT;
+	if (h.next_vol_id > p->next_vol_id)
+		p->next_vol_id = h.next_vol_id;
+	return 0;
+}
+
+static void ckpt_reset(struct store_pool *p)
+{
+	while (!TAILQ_EMPTY(&p->vols))
+		store_vol_free(TAILQ_FIRST(&p->vols));
+	memset(p->segs, 0, p->nsegs * sizeof(*p->segs));
+	p->next_vol_id = 1;
+}
+
+static int ckpt_try_root(struct store_pool *p, const struct fmt_root *r)
+{
+	char *buf = NULL;
+	int rc = ckpt_read_payload(p, r, &buf);
+
+	if (rc == 0)
+		rc = ckpt_parse(p, buf, r->payload_bytes);
+	free(buf);
+	if (rc) {
+		ckpt_reset(p);
+		return rc;
+	}
+	for (uint32_t i = 0; i < r->payload_segs; i++)
+		p->segs[r->seg[i]].state = SEG_CKPT;
+	memcpy(p->ckpt_segs, r->seg, r->payload_segs * sizeof(r->seg[0]));
+	p->ckpt_nsegs = r->payload_segs;
+	p->ckpt_gen = r->generation;
+	return 0;
+}
+
+/* Loads the newest root whose payload is whole into p; copies it to *out.
+ * -ENOENT when both slots are blank (a pool formatted but never checkpointed). */
+int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
+{
+	struct fmt_root *r[2] = { store_alloc_aligned(4096), store_alloc_aligned(4096) };
+	int ok[2], rc = -ENOMEM, blank = 0;
+
+	if (!r[0] || !r[1])
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		static const char zero[8];
+
+		ok[i] = p->be->ops->read_sync(p->be, r[i], 4096, FMT_ROOT_OFF(i));
+		if (ok[i] == 0 && memcmp(r[i]->magic, zero, 8) == 0)
+			blank++;
+		if (ok[i] == 0)
+			ok[i] = ckpt_root_check(p, r[i]);
+	}
+	rc = blank == 2 ? -ENOENT : STORE_ECORRUPT;
+	for (int pass = 0; pass < 2; pass++) {
+		/* newest first */
+		int i = (ok[0] == 0 && ok[1] == 0) ?
+		        (r[0]->generation > r[1]->generation) == (pass == 0) ? 0 : 1 : pass;
+
+		if (ok[i] != 0)
+			continue;
+		rc = ckpt_try_root(p, r[i]);
+		if (rc == 0) {
+			memcpy(out, r[i], 4096);
+			if (pass == 1 && ok[1 - i] == 0)
+				store_pool_logf(p, STORE_LOG_WARN, "newest checkpoint is damaged; "
+				                "recovering from the one before");
+			break;
+		}
+		if (rc == -ENOMEM)
+			break;
+		rc = STORE_ECORRUPT;
+	}
+	if (rc == STORE_ECORRUPT)
+		store_pool_logf(p, STORE_LOG_ERR, "no valid checkpoint root in the pool");
+out:
+	free(r[0]);
+	free(r[1]);
+	return rc;
+}

@@ -1,0 +1,140 @@
+/* store/format.h: the pool's on-disk format (private to store/).
+ *
+ * All integers are little-endian; this build refuses big-endian hosts rather
+ * than convert every field. Every structure is covered by a CRC32C
+ * (crc32_iscsi from ISA-L, the Castagnoli polynomial iSCSI uses).
+ *
+ * Layout of the backing file or device:
+ *
+ *   0      superblock, copy A   (4 KiB)  written once, at format
+ *   4 KiB  superblock, copy B   (4 KiB)  identical to A
+ *   8 KiB  checkpoint root, slot 0 (4 KiB)  ping-pong: generation g goes to
+ *   12 KiB checkpoint root, slot 1 (4 KiB)  slot g % 2; the newest valid wins
+ *   1 MiB  segment 0, segment 1, ...  (segment_bytes each, to the end)
+ *
+ * Segments hold log records (the one append stream of every volume) and
+ * checkpoint payloads. A log record is 4 KiB-aligned:
+ *
+ *   struct rec_hdr, then n_entries x struct rec_entry, zero-padded to
+ *   hdr_bytes (a multiple of 4 KiB); then data_bytes of data (a multiple of
+ *   4 KiB), each WRITE entry's sectors at data_off sectors into the data.
+ *
+ * A record is valid when: magic matches, uuid is the pool's, seq is exactly
+ * the previous record's seq + 1 (the checkpoint root gives the first), the
+ * header CRC (hdr_crc zeroed while computing) and the data CRC match, and it
+ * lies inside its segment. Records follow each other in a segment; when the
+ * next one does not fit, it starts at offset 0 of next_seg, which every
+ * record of the segment (and the root) names in advance. Replay stops at the
+ * first invalid record: a torn write is never exposed, and a stale record
+ * from a segment's earlier life fails the seq test.
+ */
+#ifndef SLUICE_STORE_FORMAT_H
+#define SLUICE_STORE_FORMAT_H
+
+#include <endian.h>
+#include <stdint.h>
+
+#if __BYTE_ORDER != __LITTLE_ENDIAN
+#error "sluice's on-disk format is little-endian; this host is not"
+#endif
+
+#define FMT_VERSION         1u
+#define FMT_SB_MAGIC        "SLUICEPL"
+#define FMT_ROOT_MAGIC      "SLCKROOT"
+#define FMT_CKPT_MAGIC      "SLCKPAYL"
+#define FMT_REC_MAGIC       0x43524c53u     /* "SLRC" */
+#define FMT_SB_OFF(i)       ((uint64_t)(i) * 4096)
+#define FMT_ROOT_OFF(slot)  (8192 + (uint64_t)(slot) * 4096)
+#define FMT_DATA_OFF        (1u << 20)
+#define FMT_SEG_DEFAULT     (16u << 20)
+#define FMT_SEG_MIN         (256u << 10)
+#define FMT_SEG_MAX         (1u << 30)
+#define FMT_ROOT_SEGS_MAX   ((4096 - 96) / 4)
+
+struct fmt_super {
+	char     magic[8];
+	uint32_t version;
+	uint32_t crc;            /* of the 4 KiB block, this field zero */
+	uint8_t  uuid[16];
+	uint64_t pool_bytes;
+	uint32_t segment_bytes;
+	uint32_t segments;
+	uint64_t created;        /* unix seconds */
+};
+
+struct fmt_root {
+	char     magic[8];
+	uint32_t version;
+	uint32_t crc;            /* of the 4 KiB block, this field zero */
+	uint8_t  uuid[16];
+	uint64_t generation;
+	uint64_t log_seq;        /* replay starts with this seq ... */
+	uint32_t log_seg;        /* ... at this segment and byte offset */
+	uint32_t log_off;
+	uint32_t next_seg;       /* where the log goes when log_seg is full */
+	uint32_t payload_segs;
+	uint64_t payload_bytes;
+	uint32_t payload_crc;
+	uint32_t reserved;
+	uint32_t seg[FMT_ROOT_SEGS_MAX]; /* payload segments, in order */
+};
+
+struct fmt_rec_hdr {
+	uint32_t magic;
+	uint32_t hdr_crc;
+	uint8_t  uuid[16];
+	uint64_t seq;
+	uint32_t hdr_bytes;
+	uint32_t data_bytes;
+	uint32_t data_crc;
+	uint32_t n_entries;
+	uint32_t next_seg;
+	uint32_t flags;
+};
+
+enum fmt_ent_type {
+	FMT_ENT_WRITE = 1,       /* vol, lba, sectors at data_off */
+	FMT_ENT_UNMAP,           /* vol, lba, sectors */
+	FMT_ENT_VOL_CREATE,      /* vol, sectors = size, flags, name at data_off */
+	FMT_ENT_VOL_DELETE,      /* vol */
+	FMT_ENT_VOL_RESIZE,      /* vol, sectors = new size */
+	FMT_ENT_VOL_SET_WB,      /* vol, flags */
+};
+#define FMT_ENT_F_WRITE_BACK 0x1u
+
+struct fmt_rec_entry {
+	uint8_t  type;
+	uint8_t  flags;
+	uint16_t name_len;
+	uint32_t vol;
+	uint64_t lba;
+	uint64_t sectors;
+	uint32_t data_off;       /* sectors from the start of the record's data */
+	uint32_t reserved;
+};
+
+/* Checkpoint payload: header, then per volume a fmt_ckpt_vol followed by its
+ * extents as pairs of u64: lba | len << 40, and pba. */
+struct fmt_ckpt_hdr {
+	char     magic[8];
+	uint32_t version;
+	uint32_t n_vols;
+	uint64_t n_extents;
+	uint32_t next_vol_id;
+	uint32_t reserved;
+};
+
+struct fmt_ckpt_vol {
+	uint32_t id;
+	uint32_t flags;
+	uint64_t sectors;
+	uint64_t n_extents;
+	char     name[136];      /* NUL-terminated */
+};
+
+_Static_assert(sizeof(struct fmt_super) <= 4096, "superblock fits a block");
+_Static_assert(sizeof(struct fmt_root) <= 4096, "root fits a block");
+_Static_assert(sizeof(struct fmt_rec_hdr) == 56, "record header layout");
+_Static_assert(sizeof(struct fmt_rec_entry) == 32, "record entry layout");
+
+#endif

@@ -1,0 +1,205 @@
+/* store/internal.h: the pool's in-memory state, shared by the files of
+ * store/ (private: nothing outside store/ includes it).
+ *
+ * Durability invariants (tests cite them by number):
+ *  D1  A write-through request completes only after the record holding its
+ *      data and mapping has been written and the device flushed.
+ *  D2  Records are written one batch at a time: batch n+1 is submitted only
+ *      after batch n completed, so a flush covers every earlier record and
+ *      replay never meets a valid record after a torn one.
+ *  D3  Maps change only when a record's write has completed, in seq order, so
+ *      a read never sees data that is not on the device.
+ *  D4  A checkpoint captures the maps with no batch in flight, at log position
+ *      P; its root is written only after its payload is durable, and the
+ *      segments it frees are those that were dead (no live data, every record
+ *      before P) when it was captured.
+ *  D5  A failed device write or flush makes the pool FAILED: nothing after it
+ *      is acknowledged; reopening replays the log.
+ */
+#ifndef SLUICE_STORE_INTERNAL_H
+#define SLUICE_STORE_INTERNAL_H
+
+#include <ev.h>
+#include <stdarg.h>
+#include <sys/queue.h>
+
+#include "store/backend.h"
+#include "store/format.h"
+#include "store/map.h"
+#include "store/store.h"
+
+#define STORE_BATCH_MAX_BYTES   (8u << 20)  /* one record's data at most */
+#define STORE_BATCH_MAX_ENTRIES 4096u
+
+enum seg_state { SEG_FREE, SEG_LOG, SEG_CKPT };
+
+struct seg_info {
+	uint64_t live;          /* sectors some map points at */
+	uint64_t last_seq;      /* newest record written into it */
+	uint32_t readers;       /* reads in flight from it */
+	uint8_t  state;
+	uint8_t  dead_at_capture;
+};
+
+enum vol_state { VOL_CREATING, VOL_ACTIVE, VOL_DELETING };
+
+struct store_vol {
+	TAILQ_ENTRY(store_vol) link;    /* pool->vols, in name order */
+	struct store_pool *pool;
+	char              name[STORE_NAME_MAX + 1];
+	uint32_t          id;
+	uint64_t          sectors;
+	bool              write_back;
+	enum vol_state    state;
+	uint32_t          handles;      /* store_vol_open() minus close() */
+	uint32_t          inflight;     /* requests not yet completed */
+	struct store_map  map;
+};
+
+enum req_type { REQ_WRITE, REQ_UNMAP, REQ_FLUSH, REQ_META, REQ_READ };
+
+struct store_req {
+	STAILQ_ENTRY(store_req) link;
+	enum req_type      type;
+	struct store_vol  *vol;
+	uint64_t           lba, sectors;
+	const struct iovec *iov;
+	int                iovcnt;
+	unsigned           flags;       /* STORE_WRITE_FUA */
+	uint64_t           sealed;      /* sectors already placed in records */
+	uint32_t           pieces;      /* records holding part of it, in flight */
+	uint8_t            meta;        /* REQ_META: enum fmt_ent_type */
+	uint8_t            meta_flags;
+	int                err;
+	store_done_fn     *done;
+	void              *arg;
+};
+STAILQ_HEAD(req_list, store_req);
+
+struct batch_ent {
+	struct store_req    *req;
+	struct fmt_rec_entry e;
+	uint64_t             pba;       /* sector address of a WRITE's data */
+};
+
+struct batch {
+	void             *buf;          /* 4 KiB-aligned record image */
+	size_t            buf_cap;
+	struct batch_ent *ents;
+	uint32_t          n;
+	uint32_t          hdr_bytes, data_bytes;
+	uint64_t          seq;
+	uint32_t          seg;
+	bool              flush;
+	bool              has_record;
+	struct req_list   flushes;      /* REQ_FLUSH riding on this batch */
+	struct store_bio  bio;
+	struct iovec      iov;
+};
+
+struct ckpt;
+
+struct store_pool {
+	struct ev_loop       *loop;
+	struct store_backend *be;
+	store_log_fn         *log;
+	void                 *log_arg;
+	bool                  read_only;
+	bool                  failed;
+	bool                  closing;
+
+	/* superblock */
+	uint8_t               uuid[16];
+	uint32_t              seg_bytes;
+	uint32_t              nsegs;
+	struct seg_info      *segs;
+	uint32_t              free_segs;
+
+	/* volumes */
+	TAILQ_HEAD(, store_vol) vols;
+	uint32_t              nvols;
+	uint32_t              next_vol_id;
+	struct store_vol    **by_id;    /* index by volume id (ids are never reused) */
+	uint32_t              by_id_cap;
+
+	/* log writer */
+	uint64_t              next_seq;
+	uint32_t              cur_seg, cur_off, next_seg;
+	struct req_list       queue;    /* waiting to be sealed into a record */
+	struct batch          batch;
+	bool                  batch_inflight;
+	bool                  dirty;    /* written records not yet flushed */
+	ev_prepare            prepare;  /* group commit: seal before the loop sleeps */
+
+	/* completions deferred so that no callback runs inside its submit */
+	struct req_list       deferred;
+	ev_idle               deferred_w;
+
+	/* checkpoints */
+	uint64_t              ckpt_gen;
+	uint32_t              ckpt_segs[FMT_ROOT_SEGS_MAX];
+	uint32_t              ckpt_nsegs;
+	uint64_t              log_bytes_since_ckpt;
+	uint32_t              ckpt_secs;
+	uint64_t              ckpt_log_bytes;
+	bool                  ckpt_wanted;
+	struct ckpt          *ckpt;     /* in flight */
+	struct req_list       ckpt_waiters;
+	ev_timer              ckpt_timer;
+	store_done_fn        *close_done;
+	void                 *close_arg;
+
+	struct store_pool_stats st;
+};
+
+/* pool.c */
+void store_pool_logf(struct store_pool *p, enum store_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void store_pool_fail(struct store_pool *p, int err, const char *what);
+int  store_seg_alloc(struct store_pool *p, enum seg_state state, uint32_t *out);
+void store_seg_release(struct store_pool *p, uint32_t seg);
+uint64_t store_seg_sector(const struct store_pool *p, uint32_t seg);
+bool store_seg_of_sector(const struct store_pool *p, uint64_t pba, uint32_t *seg);
+void store_map_freed_cb(void *arg, uint64_t pba, uint64_t len);
+void store_map_added(struct store_pool *p, uint64_t pba, uint64_t len);
+uint32_t store_ckpt_reserve(const struct store_pool *p);
+void *store_alloc_aligned(size_t bytes);
+uint32_t store_crc(const void *buf, size_t len);
+
+/* vol.c */
+struct store_vol *store_vol_find(struct store_pool *p, const char *name);
+struct store_vol *store_vol_by_id(struct store_pool *p, uint32_t id);
+struct store_vol *store_vol_new(struct store_pool *p, const char *name, uint32_t id,
+                                uint64_t sectors, bool write_back);
+void store_vol_free(struct store_vol *v);
+void store_req_complete(struct store_pool *p, struct store_req *r, int err);
+void store_req_defer(struct store_pool *p, struct store_req *r, int err);
+int  store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
+                     const char *name, uint64_t pba, bool replay);
+
+size_t store_iov_bytes(const struct iovec *iov, int iovcnt);
+void store_iov_to_buf(const struct iovec *iov, int iovcnt, size_t off, void *dst, size_t len);
+void store_iov_from_buf(const struct iovec *iov, int iovcnt, size_t off, const void *src, size_t len);
+void store_iov_zero(const struct iovec *iov, int iovcnt);
+
+/* log.c */
+int  store_log_start(struct store_pool *p);
+void store_log_stop(struct store_pool *p);
+void store_log_enqueue(struct store_pool *p, struct store_req *r);
+void store_log_kick(struct store_pool *p);
+int  store_log_replay(struct store_pool *p, const struct fmt_root *root);
+int  store_rec_check_hdr(const struct store_pool *p, const struct fmt_rec_hdr *h,
+                         uint32_t off, uint64_t seq);
+bool store_req_needs_flush(const struct store_req *r);
+
+/* ckpt.c */
+int  store_ckpt_load(struct store_pool *p, struct fmt_root *root);
+void store_ckpt_start(struct store_pool *p);
+int  store_ckpt_format(struct store_pool *p);
+void store_ckpt_request(struct store_pool *p, struct store_req *waiter);
+
+/* super.c */
+int  store_super_read(struct store_pool *p);
+int  store_super_format(struct store_pool *p, uint64_t bytes, uint32_t seg_bytes);
+
+#endif

@@ -1,0 +1,482 @@
+/* store/log.c: the one log every volume writes to, group commit, and replay.
+ *
+ * Requests (writes, unmaps, metadata changes, flushes) queue up while the
+ * loop runs. Just before the loop sleeps (an ev_prepare watcher, Redis's
+ * beforeSleep), everything queued is sealed into one record — header,
+ * entries, data, CRC32C — and written with one device write and, when any of
+ * it must be durable, one flush. While that batch is in flight the next one
+ * grows, so batches get larger exactly when the load is heavy (D2: one batch
+ * in flight at a time). The record format is in store/format.h.
+ *
+ * Completion of a batch applies its entries to the maps in order (D3) and
+ * completes the requests it finished: write-through ones after the flush
+ * (D1), write-back ones after the write.
+ *
+ * Space: the log moves from segment to segment; the segment after the
+ * current one is chosen in advance (next_seg, named in every record) so replay
+ * can follow. When free segments fall to what a checkpoint needs, the log
+ * asks for a checkpoint (which frees segments with no live data) and, if that
+ * cannot help, fails writes with -ENOSPC; unmaps and metadata changes may
+ * still use the reserve, so space can be freed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+#define HDR_MAX_BYTES  (((sizeof(struct fmt_rec_hdr) + STORE_BATCH_MAX_ENTRIES * \
+                          sizeof(struct fmt_rec_entry)) + 4095) & ~(size_t)4095)
+#define REC_MAX_BYTES  (HDR_MAX_BYTES + STORE_BATCH_MAX_BYTES)
+
+static size_t round4k(size_t n)
+{
+	return (n + 4095) & ~(size_t)4095;
+}
+
+static uint64_t seg_offset(const struct store_pool *p, uint32_t seg)
+{
+	return FMT_DATA_OFF + (uint64_t)seg * p->seg_bytes;
+}
+
+bool store_req_needs_flush(const struct store_req *r)
+{
+	switch (r->type) {
+	case REQ_WRITE:
+		return !r->vol->write_back || (r->flags & STORE_WRITE_FUA);
+	case REQ_UNMAP:
+		return !r->vol->write_back;
+	default:
+		return true;
+	}
+}
+
+/* ---- failure ------------------------------------------------------------ */
+
+static void log_fail_queue(struct store_pool *p, int err, bool writes_only)
+{
+	struct req_list keep = STAILQ_HEAD_INITIALIZER(keep);
+
+	while (!STAILQ_EMPTY(&p->queue)) {
+		struct store_req *r = STAILQ_FIRST(&p->queue);
+
+		STAILQ_REMOVE_HEAD(&p->queue, link);
+		if (writes_only && r->type != REQ_WRITE)
+			STAILQ_INSERT_TAIL(&keep, r, link);
+		else
+			store_req_defer(p, r, err);
+	}
+	STAILQ_CONCAT(&p->queue, &keep);
+}
+
+/* ---- space -------------------------------------------------------------- */
+
+static bool log_has_dead_segments(const struct store_pool *p)
+{
+	for (uint32_t s = 0; s < p->nsegs; s++) {
+		const struct seg_info *g = &p->segs[s];
+
+		if (g->state == SEG_LOG && g->live == 0 && g->readers == 0 &&
+		    s != p->cur_seg && s != p->next_seg)
+			return true;
+	}
+	return false;
+}
+
+static bool queue_has_writes(const struct store_pool *p)
+{
+	const struct store_req *r;
+
+	STAILQ_FOREACH(r, &p->queue, link)
+		if (r->type == REQ_WRITE)
+			return true;
+	return false;
+}
+
+/* Moves the log to next_seg. 0, or -EAGAIN when a checkpoint must run
+ * first, or -ENOSPC. */
+static int log_next_segment(struct store_pool *p)
+{
+	uint32_t seg;
+	int rc;
+
+	if (p->free_segs <= store_ckpt_reserve(p)) {
+		if (log_has_dead_segments(p)) {
+			p->ckpt_wanted = true;
+			return -EAGAIN;
+		}
+		if (queue_has_writes(p)) {
+			store_pool_logf(p, STORE_LOG_WARN, "pool full: failing writes "
+			                "with out of space until space is freed");
+			log_fail_queue(p, -ENOSPC, true);
+		}
+		if (p->free_segs == 0 || STAILQ_EMPTY(&p->queue))
+			return -ENOSPC;
+	}
+	rc = store_seg_alloc(p, SEG_LOG, &seg);
+	if (rc)
+		return rc;
+	p->cur_seg = p->next_seg;
+	p->cur_off = 0;
+	p->next_seg = seg;
+	return 0;
+}
+
+/* ---- sealing a batch into a record ---------------------------------------- */
+
+static int batch_reserve(struct batch *b, size_t bytes)
+{
+	void *buf;
+
+	if (b->buf_cap >= bytes)
+		return 0;
+	buf = store_alloc_aligned(bytes);
+	if (!buf)
+		return -ENOMEM;
+	free(b->buf);
+	b->buf = buf;
+	b->buf_cap = bytes;
+	if (!b->ents) {
+		b->ents = calloc(STORE_BATCH_MAX_ENTRIES, sizeof(*b->ents));
+		if (!b->ents)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Sectors of record data request r wants now (a write may be split). */
+static uint64_t req_data_sectors(const struct store_req *r)
+{
+	if (r->type == REQ_WRITE)
+		return r->sectors - r->sealed;
+	if (r->type == REQ_META && r->meta == FMT_ENT_VOL_CREATE)
+		return 1;               /* the name */
+	return 0;
+}
+
+/* Picks requests from the queue head that fit in room bytes. Returns the
+ * data sectors used; entries go to b->ents. */
+static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
+{
+	uint64_t data = 0;
+
+	while (!STAILQ_EMPTY(&p->queue) && b->n < STORE_BATCH_MAX_ENTRIES) {
+		struct store_req *r = STAILQ_FIRST(&p->queue);
+		size_t hdr = round4k(sizeof(struct fmt_rec_hdr) +
+		                     (b->n + 1) * sizeof(struct fmt_rec_entry));
+		uint64_t want = req_data_sectors(r), fit;
+		struct batch_ent *be;
+
+		if (r->type == REQ_FLUSH) {
+			STAILQ_REMOVE_HEAD(&p->queue, link);
+			STAILQ_INSERT_TAIL(&b->flushes, r, link);
+			b->flush = true;
+			continue;
+		}
+		if (hdr + STORE_BLOCK > room)
+			break;
+		fit = (room - hdr) / STORE_SECTOR;
+		fit = fit > data ? fit - data : 0;
+		if (want > fit && (r->type != REQ_WRITE || fit == 0))
+			break;
+		if (want > fit)
+			want = fit;     /* the rest of this write goes in the next record */
+		be = &b->ents[b->n++];
+		memset(be, 0, sizeof(*be));
+		be->req = r;
+		be->e.vol = r->vol->id;
+		be->e.data_off = (uint32_t)data;
+		data += want;
+		r->pieces++;
+		if (store_req_needs_flush(r))
+			b->flush = true;
+		if (r->type == REQ_WRITE) {
+			be->e.type = FMT_ENT_WRITE;
+			be->e.lba = r->lba + r->sealed;
+			be->e.sectors = want;
+			r->sealed += want;
+			if (r->sealed < r->sectors)
+				break;  /* record full: r stays at the head */
+		} else if (r->type == REQ_UNMAP) {
+			be->e.type = FMT_ENT_UNMAP;
+			be->e.lba = r->lba;
+			be->e.sectors = r->sectors;
+		} else {
+			be->e.type = r->meta;
+			be->e.flags = r->meta_flags;
+			be->e.sectors = r->sectors;
+			if (r->meta == FMT_ENT_VOL_CREATE)
+				be->e.name_len = (uint16_t)strlen(r->vol->name);
+		}
+		STAILQ_REMOVE_HEAD(&p->queue, link);
+	}
+	return data;
+}
+
+/* Lays out header, entries and data in b->buf and computes both CRCs. */
+static void batch_build(struct store_pool *p, struct batch *b, uint64_t data_sectors)
+{
+	struct fmt_rec_hdr *h = b->buf;
+	struct fmt_rec_entry *ents = (struct fmt_rec_entry *)(h + 1);
+	char *data;
+	uint64_t data_pba;
+
+	b->hdr_bytes = (uint32_t)round4k(sizeof(*h) + b->n * sizeof(*ents));
+	b->data_bytes = (uint32_t)round4k(data_sectors * STORE_SECTOR);
+	memset(b->buf, 0, b->hdr_bytes);
+	memset((char *)b->buf + b->hdr_bytes + data_sectors * STORE_SECTOR, 0,
+	       b->data_bytes - data_sectors * STORE_SECTOR);
+	data = (char *)b->buf + b->hdr_bytes;
+	data_pba = store_seg_sector(p, b->seg) + (p->cur_off + b->hdr_bytes) / STORE_SECTOR;
+	for (uint32_t i = 0; i < b->n; i++) {
+		struct batch_ent *be = &b->ents[i];
+		struct store_req *r = be->req;
+		char *dst = data + (size_t)be->e.data_off * STORE_SECTOR;
+
+		ents[i] = be->e;
+		be->pba = data_pba + be->e.data_off;
+		if (be->e.type == FMT_ENT_WRITE)
+			store_iov_to_buf(r->iov, r->iovcnt,
+			                 (be->e.lba - r->lba) * STORE_SECTOR, dst,
+			                 be->e.sectors * STORE_SECTOR);
+		else if (be->e.type == FMT_ENT_VOL_CREATE) {
+			memset(dst, 0, STORE_SECTOR);
+			memcpy(dst, r->vol->name, be->e.name_len);
+		}
+	}
+	h->magic = FMT_REC_MAGIC;
+	memcpy(h->uuid, p->uuid, 16);
+	h->seq = b->seq;
+	h->hdr_bytes = b->hdr_bytes;
+	h->data_bytes = b->data_bytes;
+	h->n_entries = b->n;
+	h->next_seg = p->next_seg;
+	h->data_crc = store_crc(data, b->data_bytes);
+	h->hdr_crc = 0;
+	h->hdr_crc = store_crc(h, b->hdr_bytes);
+}
+
+static void log_batch_done(struct store_bio *bio);
+
+static void batch_submit(struct store_pool *p, struct batch *b)
+{
+	size_t len = b->has_record ? (size_t)b->hdr_bytes + b->data_bytes : 0;
+
+	memset(&b->bio, 0, sizeof(b->bio));
+	b->iov.iov_base = b->buf;
+	b->iov.iov_len = len;
+	b->bio.op = b->has_record ? STORE_BIO_WRITE : STORE_BIO_FLUSH;
+	b->bio.flush = b->flush;
+	b->bio.offset = seg_offset(p, p->cur_seg) + p->cur_off;
+	b->bio.iov = &b->iov;
+	b->bio.iovcnt = b->has_record ? 1 : 0;
+	b->bio.done = log_batch_done;
+	b->bio.owner = p;
+	if (b->has_record) {
+		p->cur_off += (uint32_t)len;
+		p->segs[p->cur_seg].last_seq = b->seq;
+		p->next_seq++;
+		p->st.batches++;
+		p->st.device_write_bytes += len;
+		p->st.log_write_bytes += len;
+		p->log_bytes_since_ckpt += len;
+	}
+	if (b->flush)
+		p->st.flushes++;
+	p->batch_inflight = true;
+	p->be->ops->submit(p->be, &b->bio);
+}
+
+/* Room for the next record in the current segment, moving on if it is
+ * nearly full. 0 when there is no room to be had now. */
+static size_t log_room(struct store_pool *p)
+{
+	size_t room = p->seg_bytes - p->cur_off;
+
+	if (room < 2 * STORE_BLOCK + round4k(STORE_BATCH_MAX_BYTES / 64)) {
+		int rc = log_next_segment(p);
+
+		if (rc == -EAGAIN)
+			return 0;
+		if (rc) {
+			log_fail_queue(p, rc, false);
+			return 0;
+		}
+		room = p->seg_bytes;
+	}
+	return room < REC_MAX_BYTES ? room : REC_MAX_BYTES;
+}
+
+/* With no log space to be had now, only flushes can go: they need none. */
+static void batch_take_flushes(struct store_pool *p, struct batch *b)
+{
+	struct req_list keep = STAILQ_HEAD_INITIALIZER(keep);
+
+	while (!STAILQ_EMPTY(&p->queue)) {
+		struct store_req *r = STAILQ_FIRST(&p->queue);
+
+		STAILQ_REMOVE_HEAD(&p->queue, link);
+		if (r->type == REQ_FLUSH) {
+			STAILQ_INSERT_TAIL(&b->flushes, r, link);
+			b->flush = true;
+		} else {
+			STAILQ_INSERT_TAIL(&keep, r, link);
+		}
+	}
+	STAILQ_CONCAT(&p->queue, &keep);
+}
+
+static void log_seal(struct store_pool *p)
+{
+	struct batch *b = &p->batch;
+	size_t room = log_room(p);
+	uint64_t data = 0;
+
+	b->n = 0;
+	b->flush = false;
+	STAILQ_INIT(&b->flushes);
+	if (room && batch_reserve(b, room)) {
+		store_pool_fail(p, -ENOMEM, "log buffer");
+		log_fail_queue(p, STORE_EFAILED, false);
+		return;
+	}
+	if (room)
+		data = batch_pick(p, b, room);
+	else
+		batch_take_flushes(p, b);
+	b->has_record = b->n > 0;
+	b->seg = p->cur_seg;
+	b->seq = p->next_seq;
+	if (b->has_record) {
+		batch_build(p, b, data);
+	} else if (!b->flush || !p->dirty) {
+		/* nothing unflushed: the flushes are already true */
+		while (!STAILQ_EMPTY(&b->flushes)) {
+			struct store_req *r = STAILQ_FIRST(&b->flushes);
+
+			STAILQ_REMOVE_HEAD(&b->flushes, link);
+			store_req_defer(p, r, 0);
+		}
+		return;
+	}
+	batch_submit(p, b);
+}
+
+/* ---- completion ------------------------------------------------------------ */
+
+static void batch_finish_req(struct store_pool *p, struct store_req *r, int err)
+{
+	if (--r->pieces > 0)
+		return;
+	if (r->type == REQ_WRITE && r->sealed < r->sectors && !err)
+		return;                 /* the rest is still queued */
+	if (r->type == REQ_WRITE && r->sealed < r->sectors)
+		STAILQ_REMOVE(&p->queue, r, store_req, link);
+	store_req_complete(p, r, err);
+}
+
+static void log_batch_done(struct store_bio *bio)
+{
+	struct store_pool *p = bio->owner;
+	struct batch *b = &p->batch;
+	int err = bio->result;
+
+	p->batch_inflight = false;
+	if (err) {
+		store_pool_fail(p, err, "log write or flush");
+		err = STORE_EFAILED;
+	} else {
+		p->dirty = !b->flush;
+	}
+	for (uint32_t i = 0; i < b->n && !err; i++) {
+		struct batch_ent *be = &b->ents[i];
+		int rc = store_vol_apply(p, &be->e, NULL, be->pba, false);
+
+		if (rc) {       /* the record is durable but the map cannot take it */
+			store_pool_fail(p, rc, "map update");
+			err = STORE_EFAILED;
+		}
+	}
+	for (uint32_t i = 0; i < b->n; i++)
+		batch_finish_req(p, b->ents[i].req, err);
+	b->n = 0;
+	while (!STAILQ_EMPTY(&b->flushes)) {
+		struct store_req *r = STAILQ_FIRST(&b->flushes);
+
+		STAILQ_REMOVE_HEAD(&b->flushes, link);
+		store_req_complete(p, r, err);
+	}
+	if (p->failed)
+		log_fail_queue(p, STORE_EFAILED, false);
+	if (p->log_bytes_since_ckpt >= p->ckpt_log_bytes)
+		p->ckpt_wanted = true;
+	store_log_kick(p);
+}
+
+/* ---- the writer's watchers ------------------------------------------------ */
+
+void store_log_kick(struct store_pool *p)
+{
+	if (p->batch_inflight)
+		return;
+	if (p->failed) {
+		log_fail_queue(p, STORE_EFAILED, false);
+		return;
+	}
+	if (p->ckpt_wanted && !p->ckpt)
+		store_ckpt_start(p);    /* D4: captured with no batch in flight */
+	if (!STAILQ_EMPTY(&p->queue))
+		log_seal(p);
+	/* sealing may have found the log needs a checkpoint to go on */
+	if (!p->batch_inflight && p->ckpt_wanted && !p->ckpt)
+		store_ckpt_start(p);
+}
+
+void store_log_enqueue(struct store_pool *p, struct store_req *r)
+{
+	STAILQ_INSERT_TAIL(&p->queue, r, link);
+}
+
+static void log_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	store_log_kick(w->data);
+}
+
+static void log_ckpt_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct store_pool *p = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (p->log_bytes_since_ckpt > 0)
+		p->ckpt_wanted = true;
+}
+
+int store_log_start(struct store_pool *p)
+{
+	ev_prepare_init(&p->prepare, log_prepare_cb);
+	p->prepare.data = p;
+	ev_prepare_start(p->loop, &p->prepare);
+	ev_timer_init(&p->ckpt_timer, log_ckpt_timer_cb, p->ckpt_secs, p->ckpt_secs);
+	p->ckpt_timer.data = p;
+	if (!p->read_only) {
+		ev_timer_start(p->loop, &p->ckpt_timer);
+		ev_unref(p->loop);      /* a periodic checkpoint alone keeps nothing alive */
+	}
+	return 0;
+}
+
+void store_log_stop(struct store_pool *p)
+{
+	ev_prepare_stop(p->loop, &p->prepare);
+	if (ev_is_active(&p->ckpt_timer)) {
+		ev_ref(p->loop);
+		ev_timer_stop(p->loop, &p->ckpt_timer);
+	}
+	if (ev_is_active(&p->deferred_w))
+		ev_idle_stop(p->loop, &p->deferred_w);
+	free(p->batch.buf);
+	free(p->batch.ents);
+}

@@ -1,0 +1,162 @@
+/* store/store.h: the whole public interface of sluice's log-structured store.
+ *
+ * Every write of every volume is appended to one log on one backing file or
+ * block device; concurrent writes are merged into one device write and one
+ * flush (group commit). Volumes are thin: a range never written, or unmapped,
+ * reads as zeros without touching the disk.
+ *
+ * Threading: the store is single-threaded. Call it only on the thread that
+ * runs the loop given to store_pool_open(). Completion callbacks run on that
+ * thread, exactly once, and never from inside the call that started the
+ * operation (even when it fails at once).
+ *
+ * Errors are 0, a negative errno, or a negative STORE_E* code below -1000;
+ * store_strerror() names them all. Volume addresses and lengths are in
+ * 512-byte sectors; 4 KiB is the store's natural unit, but any sector-aligned
+ * write is exact.
+ *
+ * The store knows nothing of iSCSI or HTTP; iscsi/ and mgmt/ are its clients.
+ */
+#ifndef SLUICE_STORE_H
+#define SLUICE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct ev_loop;
+struct store_pool;      /* opaque: a pool on one backing file or device */
+struct store_vol;       /* opaque: an open handle on a volume */
+struct store_backend;   /* private (store/backend.h); tests supply their own */
+
+enum {
+	STORE_ECORRUPT  = -1001, /* on-disk bytes fail their magic or CRC */
+	STORE_EVERSION  = -1002, /* pool format this binary does not know */
+	STORE_EFAILED   = -1003, /* a device write or flush failed; reopen */
+	STORE_ENOTPOOL  = -1004, /* the file or device holds no sluice pool */
+	STORE_EREADONLY = -1005, /* pool opened read-only (fsck) */
+};
+
+#define STORE_SECTOR            512u
+#define STORE_BLOCK             4096u
+#define STORE_VOL_MAX_SECTORS   ((64ull << 40) / STORE_SECTOR)  /* 64 TiB */
+#define STORE_NAME_MAX          128     /* bytes of a volume name, no NUL */
+
+/* store_vol_write() flags */
+#define STORE_WRITE_FUA         0x1u    /* durable before done(), even write-back */
+
+typedef void store_done_fn(void *arg, int err);
+
+enum store_log_level { STORE_LOG_ERR, STORE_LOG_WARN, STORE_LOG_INFO, STORE_LOG_DEBUG };
+typedef void store_log_fn(void *arg, enum store_log_level level, const char *msg);
+
+enum store_engine {
+	STORE_ENGINE_AUTO,      /* io_uring where the kernel allows it, else threads */
+	STORE_ENGINE_URING,     /* io_uring; open fails if unavailable */
+	STORE_ENGINE_THREADS,   /* worker threads doing preadv/pwritev/fdatasync */
+};
+
+struct store_pool_opts {
+	const char     *path;            /* backing file (created sparse) or block device */
+	uint64_t        create_bytes;    /* create a pool of this size if none is there; 0: must exist */
+	uint32_t        segment_bytes;   /* at creation; 0: 16 MiB */
+	enum store_engine engine;
+	bool            read_only;       /* recover in memory, never write (fsck) */
+	uint32_t        checkpoint_secs; /* 0: 30 */
+	uint64_t        checkpoint_log_bytes; /* log written that forces a checkpoint; 0: 1 GiB */
+	store_log_fn   *log;             /* may be NULL */
+	void           *log_arg;
+	struct store_backend *backend;   /* tests: use this instead of path; the pool takes ownership */
+};
+
+struct store_vol_info {
+	char     name[STORE_NAME_MAX + 1];
+	uint32_t id;                     /* unique in the pool, never reused */
+	uint64_t sectors;                /* logical size */
+	bool     write_back;             /* WCE=1: flush and FUA make writes durable */
+	uint64_t mapped_sectors;         /* sectors that hold data */
+	uint64_t extents;                /* map entries */
+};
+
+struct store_pool_stats {
+	const char *engine;              /* "io_uring" or "threads" (static string) */
+	uint64_t capacity_bytes;         /* bytes of segments */
+	uint64_t used_bytes;             /* live data in the log */
+	uint64_t free_bytes;             /* free segments */
+	uint64_t logical_bytes;          /* sum of volume sizes */
+	uint64_t segment_bytes, segments, free_segments;
+	uint64_t volumes;
+	uint64_t acked_writes;           /* write requests completed */
+	uint64_t batches;                /* log records written */
+	uint64_t flushes;                /* device flushes issued */
+	uint64_t device_write_bytes;     /* bytes written to the device, all causes */
+	uint64_t log_write_bytes;        /* of those, log records */
+	uint64_t host_write_bytes;       /* bytes the clients asked to write */
+	uint64_t checkpoints;
+	uint64_t map_bytes;              /* RAM held by volume maps */
+	uint64_t map_extents;
+	uint64_t replayed_records;       /* at the last open */
+	uint64_t replayed_bytes;
+	bool     failed;                 /* sticky: a device write or flush failed */
+};
+
+/* Opens the pool at o->path (or o->backend), creating it when missing and
+ * o->create_bytes > 0, and replays the log written since the last checkpoint.
+ * Blocking: call before serving. *out is set only on 0. */
+int  store_pool_open(struct ev_loop *loop, const struct store_pool_opts *o,
+                     struct store_pool **out);
+/* Lets queued I/O finish, writes a checkpoint (not when failed or read-only),
+ * frees p and then calls done. Every volume handle must be closed first. */
+void store_pool_close(struct store_pool *p, store_done_fn *done, void *arg);
+/* Writes a checkpoint now; done when it is durable. */
+void store_pool_checkpoint(struct store_pool *p, store_done_fn *done, void *arg);
+void store_pool_get_stats(const struct store_pool *p, struct store_pool_stats *out);
+/* Offline consistency check of an open (typically read-only) pool: maps,
+ * segment accounting and the CRC of every log record still referenced.
+ * Reports each problem through report(); returns the number found, or < 0. */
+int  store_pool_check(struct store_pool *p, store_log_fn *report, void *arg);
+
+/* Metadata changes are durable when done() reports 0. Names are 1 to
+ * STORE_NAME_MAX bytes of [A-Za-z0-9._:-], not starting with '.' or '-'. */
+void store_vol_create(struct store_pool *p, const char *name, uint64_t sectors,
+                      bool write_back, store_done_fn *done, void *arg);
+/* -EBUSY while a handle is open. Its space is freed. */
+void store_vol_delete(struct store_pool *p, const char *name,
+                      store_done_fn *done, void *arg);
+/* Grow only: -EINVAL when sectors is smaller than the current size. */
+void store_vol_resize(struct store_pool *p, const char *name, uint64_t sectors,
+                      store_done_fn *done, void *arg);
+void store_vol_set_write_back(struct store_pool *p, const char *name, bool on,
+                              store_done_fn *done, void *arg);
+/* Fills out[0..max) in name order; returns how many volumes exist (may be > max). */
+size_t store_vol_list(struct store_pool *p, struct store_vol_info *out, size_t max);
+int  store_vol_stat(struct store_pool *p, const char *name, struct store_vol_info *out);
+
+/* Handles are cheap. I/O in flight keeps the volume alive past close. */
+int  store_vol_open(struct store_pool *p, const char *name, struct store_vol **out);
+void store_vol_close(struct store_vol *v);
+void store_vol_get_info(const struct store_vol *v, struct store_vol_info *out);
+
+/* iov is borrowed until done() runs; its total length must be a multiple of
+ * 512. A range past the volume's end fails with -ERANGE. Unwritten ranges
+ * read as zeros. */
+void store_vol_read(struct store_vol *v, uint64_t lba, const struct iovec *iov,
+                    int iovcnt, store_done_fn *done, void *arg);
+/* Write-through volumes call done(0) only when data and map are durable;
+ * write-back volumes when the data is on the device, durable at the next
+ * flush (or at once with STORE_WRITE_FUA). -ENOSPC when the pool is full. */
+void store_vol_write(struct store_vol *v, uint64_t lba, const struct iovec *iov,
+                     int iovcnt, unsigned flags, store_done_fn *done, void *arg);
+/* Discard: the range reads as zeros afterwards and its space is freed. This
+ * is also the store's write-zeroes (WRITE SAME with zeros, UNMAP). Durable
+ * like a write of the volume's mode. */
+void store_vol_unmap(struct store_vol *v, uint64_t lba, uint64_t sectors,
+                     store_done_fn *done, void *arg);
+/* Every write completed before this call is durable when done(0) runs. */
+void store_vol_flush(struct store_vol *v, store_done_fn *done, void *arg);
+
+const char *store_strerror(int err);
+const char *store_engine_name(enum store_engine e);
+
+#endif

@@ -1,0 +1,267 @@
+/* tests/lib/crash_backend.c: see crash_backend.h. */
+#include "tests/lib/crash_backend.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/lib/testlib.h"
+
+struct pending_write {
+	struct pending_write *next;
+	uint64_t off;
+	size_t   len;
+	uint8_t  data[];
+};
+
+struct crash_backend {
+	struct store_backend  base;
+	uint8_t              *durable;     /* what survives a power cut */
+	uint8_t              *current;     /* what reads see */
+	struct pending_write *unflushed, **tail;
+	uint64_t              submitted, cut, fail_from;
+	bool                  fired;
+	struct ev_loop       *loop;
+	ev_idle               idle;
+	STAILQ_HEAD(, store_bio) queue;
+};
+
+static int cb_read_sync(struct store_backend *be, void *buf, size_t len, uint64_t off)
+{
+	struct crash_backend *cb = (struct crash_backend *)be;
+
+	if (off > be->size || len > be->size - off)
+		return -EIO;
+	memcpy(buf, cb->current + off, len);
+	return 0;
+}
+
+static int cb_write_sync(struct store_backend *be, const void *buf, size_t len, uint64_t off)
+{
+	struct crash_backend *cb = (struct crash_backend *)be;
+
+	if (off > be->size || len > be->size - off)
+		return -EIO;
+	memcpy(cb->current + off, buf, len);
+	memcpy(cb->durable + off, buf, len);
+	return 0;
+}
+
+static void cb_flush(struct crash_backend *cb)
+{
+	while (cb->unflushed) {
+		struct pending_write *w = cb->unflushed;
+
+		cb->unflushed = w->next;
+		memcpy(cb->durable + w->off, w->data, w->len);
+		free(w);
+	}
+	cb->tail = &cb->unflushed;
+}
+
+static int cb_write(struct crash_backend *cb, struct store_bio *b)
+{
+	uint64_t off = b->offset;
+
+	for (int i = 0; i < b->iovcnt; i++) {
+		size_t len = b->iov[i].iov_len;
+		struct pending_write *w;
+
+		if (off > cb->base.size || len > cb->base.size - off)
+			return -EIO;
+		w = malloc(sizeof(*w) + len);
+		if (!w)
+			return -ENOMEM;
+		w->next = NULL;
+		w->off = off;
+		w->len = len;
+		memcpy(w->data, b->iov[i].iov_base, len);
+		memcpy(cb->current + off, w->data, len);
+		*cb->tail = w;
+		cb->tail = &w->next;
+		off += len;
+	}
+	return 0;
+}
+
+static int cb_read(struct crash_backend *cb, struct store_bio *b)
+{
+	uint64_t off = b->offset;
+
+	for (int i = 0; i < b->iovcnt; i++) {
+		size_t len = b->iov[i].iov_len;
+
+		if (off > cb->base.size || len > cb->base.size - off)
+			return -EIO;
+		memcpy(b->iov[i].iov_base, cb->current + off, len);
+		off += len;
+	}
+	return 0;
+}
+
+static int cb_run(struct crash_backend *cb, struct store_bio *b)
+{
+	int rc = 0;
+
+	if (b->op == STORE_BIO_READ)
+		return cb_read(cb, b);
+	if (b->op == STORE_BIO_WRITE)
+		rc = cb_write(cb, b);
+	if (rc == 0 && (b->op == STORE_BIO_FLUSH || b->flush))
+		cb_flush(cb);
+	return rc;
+}
+
+static void cb_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct crash_backend *cb = w->data;
+
+	(void)revents;
+	ev_idle_stop(loop, w);
+	while (!STAILQ_EMPTY(&cb->queue)) {
+		struct store_bio *b = STAILQ_FIRST(&cb->queue);
+
+		STAILQ_REMOVE_HEAD(&cb->queue, link);
+		b->done(b);
+	}
+}
+
+static int cb_start(struct store_backend *be, struct ev_loop *loop)
+{
+	struct crash_backend *cb = (struct crash_backend *)be;
+
+	cb->loop = loop;
+	ev_idle_init(&cb->idle, cb_idle);
+	cb->idle.data = cb;
+	return 0;
+}
+
+/* The bio's effect happens at submit (the device got it); its completion
+ * is reported later. After the cut nothing reaches the media. */
+static void cb_submit(struct store_backend *be, struct store_bio *b)
+{
+	struct crash_backend *cb = (struct crash_backend *)be;
+
+	cb->submitted++;
+	if (cb->cut && cb->submitted >= cb->cut)
+		cb->fired = true;
+	if (cb->fired || (cb->fail_from && cb->submitted >= cb->fail_from))
+		b->result = -EIO;
+	else
+		b->result = cb_run(cb, b);
+	STAILQ_INSERT_TAIL(&cb->queue, b, link);
+	if (!ev_is_active(&cb->idle))
+		ev_idle_start(cb->loop, &cb->idle);
+}
+
+static void cb_destroy(struct store_backend *be)
+{
+	struct crash_backend *cb = (struct crash_backend *)be;
+
+	if (cb->loop && ev_is_active(&cb->idle))
+		ev_idle_stop(cb->loop, &cb->idle);
+	cb->loop = NULL;
+}
+
+static const struct store_backend_ops crash_ops = {
+	.name       = "memory",
+	.read_sync  = cb_read_sync,
+	.write_sync = cb_write_sync,
+	.start      = cb_start,
+	.submit     = cb_submit,
+	.destroy    = cb_destroy,
+};
+
+struct crash_backend *crash_backend_create(uint64_t size, const uint8_t *image)
+{
+	struct crash_backend *cb = calloc(1, sizeof(*cb));
+
+	if (!cb)
+		return NULL;
+	cb->base.ops = &crash_ops;
+	cb->base.size = size;
+	cb->base.engine = "memory";
+	cb->durable = calloc(1, size);
+	cb->current = calloc(1, size);
+	if (!cb->durable || !cb->current) {
+		crash_backend_free(cb);
+		return NULL;
+	}
+	if (image) {
+		memcpy(cb->durable, image, size);
+		memcpy(cb->current, image, size);
+	}
+	cb->tail = &cb->unflushed;
+	STAILQ_INIT(&cb->queue);
+	return cb;
+}
+
+struct store_backend *crash_backend_base(struct crash_backend *cb)
+{
+	return &cb->base;
+}
+
+void crash_backend_arm(struct crash_backend *cb, uint64_t cut)
+{
+	cb->cut = cut ? cb->submitted + cut : 0;
+}
+
+void crash_backend_fail_from(struct crash_backend *cb, uint64_t nth)
+{
+	cb->fail_from = nth ? cb->submitted + nth : 0;
+}
+
+bool crash_backend_fired(const struct crash_backend *cb)
+{
+	return cb->fired;
+}
+
+uint64_t crash_backend_submitted(const struct crash_backend *cb)
+{
+	return cb->submitted;
+}
+
+uint8_t *crash_backend_durable(struct crash_backend *cb)
+{
+	return cb->durable;
+}
+
+uint8_t *crash_backend_image(const struct crash_backend *cb, uint64_t *rng)
+{
+	uint8_t *img = malloc(cb->base.size);
+
+	if (!img)
+		return NULL;
+	memcpy(img, cb->durable, cb->base.size);
+	for (const struct pending_write *w = cb->unflushed; w; w = w->next) {
+		switch (tl_rand_below(rng, 3)) {
+		case 0:         /* reached the media whole */
+			memcpy(img + w->off, w->data, w->len);
+			break;
+		case 1:         /* lost */
+			break;
+		default:        /* torn: some sectors made it */
+			for (size_t s = 0; s < w->len; s += 512)
+				if (tl_rand_below(rng, 2))
+					memcpy(img + w->off + s, w->data + s,
+					       w->len - s < 512 ? w->len - s : 512);
+		}
+	}
+	return img;
+}
+
+void crash_backend_free(struct crash_backend *cb)
+{
+	if (!cb)
+		return;
+	while (cb->unflushed) {
+		struct pending_write *w = cb->unflushed;
+
+		cb->unflushed = w->next;
+		free(w);
+	}
+	free(cb->durable);
+	free(cb->current);
+	free(cb);
+}
