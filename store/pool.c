@@ -164,9 +164,15 @@ static int pool_open_backend(struct store_pool *p, const struct store_pool_opts 
 /* Formats an all-zero backend; refuses anything else that is not a pool. */
 static int pool_format_if_empty(struct store_pool *p, const struct store_pool_opts *o)
 {
-	uint8_t *head = store_alloc_aligned(8192);
+	uint8_t *head;
 	int rc;
 
+	if (p->be->size < FMT_DATA_OFF) {
+		store_pool_logf(p, STORE_LOG_ERR, "%llu bytes is too small to be a pool",
+		                (unsigned long long)p->be->size);
+		return STORE_ENOTPOOL;
+	}
+	head = store_alloc_aligned(8192);
 	if (!head)
 		return -ENOMEM;
 	rc = p->be->ops->read_sync(p->be, head, 8192, 0);

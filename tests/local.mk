@@ -14,3 +14,6 @@ tests_unit_test_store_basic_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_store_basic_LDADD = $(SL_TEST_LIBS)
 
 TESTS += $(check_PROGRAMS)
+
+include tests/fuzz/local.mk
+include tests/bench/local.mk

@@ -1,0 +1,1 @@
+# tests/fuzz: fuzz targets (see the helper that fills this)
