@@ -17,3 +17,8 @@ TESTS += $(check_PROGRAMS)
 
 include tests/fuzz/local.mk
 include tests/bench/local.mk
+
+check_PROGRAMS += tests/unit/test_store_model
+tests_unit_test_store_model_SOURCES = %reldir%/unit/test_store_model.c
+tests_unit_test_store_model_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_store_model_LDADD = $(SL_TEST_LIBS)
