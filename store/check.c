@@ -58,7 +58,7 @@ static int check_scan_segment(struct check *c, uint32_t seg, char *buf)
 		struct range *r;
 
 		if (p->be->ops->read_sync(p->be, buf, 4096, at) ||
-		    store_rec_check_hdr(p, h, off, 0) || h->seq <= prev ||
+		    store_rec_check_hdr(p, h, off, STORE_ANY_SEQ) || h->seq <= prev ||
 		    p->be->ops->read_sync(p->be, buf + 4096, h->hdr_bytes + h->data_bytes - 4096,
 		                          at + 4096))
 			break;

@@ -104,7 +104,7 @@ static void ckpt_fill_root(struct store_pool *p, struct fmt_root *r, uint64_t ge
 	r->version = FMT_VERSION;
 	memcpy(r->uuid, p->uuid, 16);
 	r->generation = gen;
-	r->log_seq = p->next_seq;
+	r->log_seq = p->last_seq;
 	r->log_seg = p->cur_seg;
 	r->log_off = p->cur_off;
 	r->next_seg = p->next_seg;
@@ -169,6 +169,7 @@ int store_ckpt_format(struct store_pool *p)
 	for (uint32_t s = 0; s < p->nsegs; s++)
 		p->segs[s].state = SEG_FREE;
 	p->free_segs = p->nsegs;
+	p->last_seq = 0;
 	p->next_seq = 1;
 	if ((rc = store_seg_alloc(p, SEG_LOG, &p->cur_seg)) ||
 	    (rc = store_seg_alloc(p, SEG_LOG, &p->next_seg)) ||

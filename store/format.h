@@ -19,14 +19,17 @@
  *   hdr_bytes (a multiple of 4 KiB); then data_bytes of data (a multiple of
  *   4 KiB), each WRITE entry's sectors at data_off sectors into the data.
  *
- * A record is valid when: magic matches, uuid is the pool's, seq is exactly
- * the previous record's seq + 1 (the checkpoint root gives the first), the
- * header CRC (hdr_crc zeroed while computing) and the data CRC match, and it
- * lies inside its segment. Records follow each other in a segment; when the
- * next one does not fit, it starts at offset 0 of next_seg, which every
- * record of the segment (and the root) names in advance. Replay stops at the
- * first invalid record: a torn write is never exposed, and a stale record
- * from a segment's earlier life fails the seq test.
+ * A record is valid when: magic matches, uuid is the pool's, prev_seq is
+ * the seq of the record before it (the checkpoint root gives the first) and
+ * seq is larger, the header CRC (hdr_crc zeroed while computing) and the data
+ * CRC match, and it lies inside its segment. Records follow each other in a
+ * segment; when the next one does not fit, it starts at offset 0 of
+ * next_seg, which every record of the segment (and the root) names in
+ * advance. Replay stops at the first invalid record: a torn write is never
+ * exposed, and a stale record from a segment's earlier life fails the
+ * prev_seq test. Seqs are never reused: every open moves the next seq
+ * FMT_SEQ_JUMP past the last valid record, so a record that was written
+ * before a crash but lost its predecessor can never join the new chain.
  */
 #ifndef SLUICE_STORE_FORMAT_H
 #define SLUICE_STORE_FORMAT_H
@@ -50,6 +53,7 @@
 #define FMT_SEG_MIN         (256u << 10)
 #define FMT_SEG_MAX         (1u << 30)
 #define FMT_ROOT_SEGS_MAX   ((4096 - 96) / 4)
+#define FMT_SEQ_JUMP        (1ull << 24)
 
 struct fmt_super {
 	char     magic[8];
@@ -68,8 +72,8 @@ struct fmt_root {
 	uint32_t crc;            /* of the 4 KiB block, this field zero */
 	uint8_t  uuid[16];
 	uint64_t generation;
-	uint64_t log_seq;        /* replay starts with this seq ... */
-	uint32_t log_seg;        /* ... at this segment and byte offset */
+	uint64_t log_seq;        /* seq of the last record before the checkpoint */
+	uint32_t log_seg;        /* replay starts at this segment and byte offset */
 	uint32_t log_off;
 	uint32_t next_seg;       /* where the log goes when log_seg is full */
 	uint32_t payload_segs;
@@ -84,12 +88,13 @@ struct fmt_rec_hdr {
 	uint32_t hdr_crc;
 	uint8_t  uuid[16];
 	uint64_t seq;
+	uint64_t prev_seq;       /* seq of the record before this one */
 	uint32_t hdr_bytes;
 	uint32_t data_bytes;
 	uint32_t data_crc;
 	uint32_t n_entries;
 	uint32_t next_seg;
-	uint32_t flags;
+	uint32_t reserved;
 };
 
 enum fmt_ent_type {
@@ -134,7 +139,7 @@ struct fmt_ckpt_vol {
 
 _Static_assert(sizeof(struct fmt_super) <= 4096, "superblock fits a block");
 _Static_assert(sizeof(struct fmt_root) <= 4096, "root fits a block");
-_Static_assert(sizeof(struct fmt_rec_hdr) == 56, "record header layout");
+_Static_assert(sizeof(struct fmt_rec_hdr) == 64, "record header layout");
 _Static_assert(sizeof(struct fmt_rec_entry) == 32, "record entry layout");
 
 #endif

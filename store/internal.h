@@ -123,6 +123,7 @@ struct store_pool {
 	uint32_t              by_id_cap;
 
 	/* log writer */
+	uint64_t              last_seq; /* of the newest record written */
 	uint64_t              next_seq;
 	uint32_t              cur_seg, cur_off, next_seg;
 	struct req_list       queue;    /* waiting to be sealed into a record */
@@ -188,8 +189,9 @@ void store_log_stop(struct store_pool *p);
 void store_log_enqueue(struct store_pool *p, struct store_req *r);
 void store_log_kick(struct store_pool *p);
 int  store_log_replay(struct store_pool *p, const struct fmt_root *root);
+#define STORE_ANY_SEQ UINT64_MAX
 int  store_rec_check_hdr(const struct store_pool *p, const struct fmt_rec_hdr *h,
-                         uint32_t off, uint64_t seq);
+                         uint32_t off, uint64_t prev_seq);
 bool store_req_needs_flush(const struct store_req *r);
 
 /* ckpt.c */

@@ -247,6 +247,7 @@ static void batch_build(struct store_pool *p, struct batch *b, uint64_t data_sec
 	h->magic = FMT_REC_MAGIC;
 	memcpy(h->uuid, p->uuid, 16);
 	h->seq = b->seq;
+	h->prev_seq = p->last_seq;
 	h->hdr_bytes = b->hdr_bytes;
 	h->data_bytes = b->data_bytes;
 	h->n_entries = b->n;
@@ -275,7 +276,8 @@ static void batch_submit(struct store_pool *p, struct batch *b)
 	if (b->has_record) {
 		p->cur_off += (uint32_t)len;
 		p->segs[p->cur_seg].last_seq = b->seq;
-		p->next_seq++;
+		p->last_seq = b->seq;
+		p->next_seq = b->seq + 1;
 		p->st.batches++;
 		p->st.device_write_bytes += len;
 		p->st.log_write_bytes += len;

@@ -18,14 +18,16 @@
 #define HDR_LIMIT  (sizeof(struct fmt_rec_hdr) + \
                     STORE_BATCH_MAX_ENTRIES * sizeof(struct fmt_rec_entry))
 
-/* 0 when h could be the record at off (bytes into its segment) with seq;
- * seq 0 accepts any. Checks sizes and identity, not the CRCs. */
+/* 0 when h could be the record at off (bytes into its segment) following
+ * the record prev_seq (STORE_ANY_SEQ: any). Checks sizes and identity, not
+ * the CRCs. */
 int store_rec_check_hdr(const struct store_pool *p, const struct fmt_rec_hdr *h,
-                        uint32_t off, uint64_t seq)
+                        uint32_t off, uint64_t prev_seq)
 {
-	if (h->magic != FMT_REC_MAGIC || memcmp(h->uuid, p->uuid, 16) != 0)
+	if (h->magic != FMT_REC_MAGIC || memcmp(h->uuid, p->uuid, 16) != 0 ||
+	    h->seq <= h->prev_seq || h->seq - h->prev_seq > FMT_SEQ_JUMP)
 		return STORE_ECORRUPT;
-	if (seq && h->seq != seq)
+	if (prev_seq != STORE_ANY_SEQ && h->prev_seq != prev_seq)
 		return STORE_ECORRUPT;
 	if (h->hdr_bytes < 4096 || h->hdr_bytes % 4096 || h->hdr_bytes > HDR_LIMIT + 4095 ||
 	    h->data_bytes % 4096 || h->data_bytes > STORE_BATCH_MAX_BYTES ||
@@ -81,9 +83,9 @@ static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, u
 	return 0;
 }
 
-/* Reads and checks the record at (seg, off) with seq. 0 with the record in
- * buf, or STORE_ECORRUPT when there is no valid record there. */
-static int replay_read(struct store_pool *p, uint32_t seg, uint32_t off, uint64_t seq,
+/* Reads and checks the record at (seg, off) following record prev. 0 with
+ * the record in buf, or STORE_ECORRUPT when there is no valid record there. */
+static int replay_read(struct store_pool *p, uint32_t seg, uint32_t off, uint64_t prev,
                        char *buf)
 {
 	const struct fmt_rec_hdr *h = (const void *)buf;
@@ -95,7 +97,7 @@ static int replay_read(struct store_pool *p, uint32_t seg, uint32_t off, uint64_
 		return STORE_ECORRUPT;
 	rc = p->be->ops->read_sync(p->be, buf, 4096, at);
 	if (rc == 0)
-		rc = store_rec_check_hdr(p, h, off, seq);
+		rc = store_rec_check_hdr(p, h, off, prev);
 	if (rc == 0 && h->hdr_bytes + h->data_bytes > 4096)
 		rc = p->be->ops->read_sync(p->be, buf + 4096,
 		                           h->hdr_bytes + h->data_bytes - 4096, at + 4096);
@@ -130,7 +132,7 @@ int store_log_replay(struct store_pool *p, const struct fmt_root *root)
 {
 	char *buf = store_alloc_aligned(HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES);
 	uint32_t seg = root->log_seg, off = root->log_off, next = root->next_seg;
-	uint64_t seq = root->log_seq;
+	uint64_t prev = root->log_seq;
 	int rc = 0;
 
 	if (!buf)
@@ -143,9 +145,9 @@ int store_log_replay(struct store_pool *p, const struct fmt_root *root)
 	for (;;) {
 		const struct fmt_rec_hdr *h = (const void *)buf;
 
-		rc = replay_read(p, seg, off, seq, buf);
+		rc = replay_read(p, seg, off, prev, buf);
 		if (rc == STORE_ECORRUPT && off > 0) {  /* did the log move on? */
-			rc = replay_read(p, next, 0, seq, buf);
+			rc = replay_read(p, next, 0, prev, buf);
 			if (rc == 0) {
 				seg = next;
 				off = 0;
@@ -165,24 +167,25 @@ int store_log_replay(struct store_pool *p, const struct fmt_root *root)
 		if (rc)
 			break;
 		p->segs[seg].state = SEG_LOG;
-		p->segs[seg].last_seq = seq;
+		p->segs[seg].last_seq = h->seq;
+		prev = h->seq;
 		next = h->next_seg;
 		off += h->hdr_bytes + h->data_bytes;
 		p->st.replayed_records++;
 		p->st.replayed_bytes += h->hdr_bytes + h->data_bytes;
 		p->log_bytes_since_ckpt += h->hdr_bytes + h->data_bytes;
-		seq++;
 	}
 	free(buf);
 	if (rc) {
-		store_pool_logf(p, STORE_LOG_ERR, "log record %llu in segment %u is "
-		                "corrupt: %s", (unsigned long long)seq, seg, store_strerror(rc));
+		store_pool_logf(p, STORE_LOG_ERR, "log record after %llu in segment %u is "
+		                "corrupt: %s", (unsigned long long)prev, seg, store_strerror(rc));
 		return rc;
 	}
 	p->cur_seg = seg;
 	p->cur_off = off;
 	p->next_seg = next;
-	p->next_seq = seq;
+	p->last_seq = prev;
+	p->next_seq = prev + FMT_SEQ_JUMP;      /* see format.h: seqs are never reused */
 	replay_settle(p);
 	if (p->st.replayed_records)
 		store_pool_logf(p, STORE_LOG_INFO, "replayed %llu log records (%llu MiB)",

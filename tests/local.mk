@@ -15,6 +15,7 @@ tests_unit_test_store_basic_LDADD = $(SL_TEST_LIBS)
 
 TESTS += $(check_PROGRAMS)
 
+include tests/unit/local.mk
 include tests/fuzz/local.mk
 include tests/bench/local.mk
 
@@ -22,3 +23,8 @@ check_PROGRAMS += tests/unit/test_store_model
 tests_unit_test_store_model_SOURCES = %reldir%/unit/test_store_model.c
 tests_unit_test_store_model_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_store_model_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_crash
+tests_unit_test_crash_SOURCES = %reldir%/unit/test_crash.c
+tests_unit_test_crash_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_crash_LDADD = $(SL_TEST_LIBS)

@@ -187,11 +187,13 @@ void tl_scratch_cleanup(void)
 	tl_dir[0] = 0;
 }
 
+bool tl_log_quiet;
+
 void tl_log(void *arg, enum store_log_level level, const char *msg)
 {
 	static const char *names[] = { "error", "warn", "info", "debug" };
 
 	(void)arg;
-	if (getenv("SLUICE_TEST_VERBOSE") || level == STORE_LOG_ERR)
+	if (getenv("SLUICE_TEST_VERBOSE") || (level == STORE_LOG_ERR && !tl_log_quiet))
 		fprintf(stderr, "store %s: %s\n", names[level], msg);
 }

@@ -43,7 +43,9 @@ uint64_t tl_rand_below(uint64_t *state, uint64_t n);
 const char *tl_scratch_dir(void);
 void tl_scratch_cleanup(void);
 
-/* Log hook that prints store messages when $SLUICE_TEST_VERBOSE is set. */
+/* Log hook: prints errors, and everything when $SLUICE_TEST_VERBOSE is set.
+ * Tests that provoke failures on purpose set tl_log_quiet. */
+extern bool tl_log_quiet;
 void tl_log(void *arg, enum store_log_level level, const char *msg);
 
 #endif
