@@ -28,3 +28,9 @@ check_PROGRAMS += tests/unit/test_crash
 tests_unit_test_crash_SOURCES = %reldir%/unit/test_crash.c
 tests_unit_test_crash_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_crash_LDADD = $(SL_TEST_LIBS)
+
+TESTS += %reldir%/check-layering.sh
+EXTRA_DIST += %reldir%/check-layering.sh
+
+TESTS += %reldir%/integration/daemon-smoke.sh
+EXTRA_DIST += %reldir%/integration/daemon-smoke.sh
