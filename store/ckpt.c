@@ -63,7 +63,7 @@ static size_t ckpt_payload_bytes(const struct store_pool *p)
 	TAILQ_FOREACH(v, &p->vols, link)
 		if (v->state != VOL_CREATING)
 			bytes += sizeof(struct fmt_ckpt_vol) + 16 * v->map.extents;
-	return bytes;
+	return bytes + p->meta_bytes;
 }
 
 /* Serialises the volume table and maps into buf (which holds bytes). */
@@ -93,6 +93,20 @@ static void ckpt_serialise(struct store_pool *p, void *buf)
 		h->n_vols++;
 	}
 	h->n_extents = s.n;
+	for (uint32_t i = 0; i < p->nmeta; i++) {
+		const struct store_meta_ent *m = &p->meta[i];
+		struct fmt_ckpt_meta fm = { .key_len = (uint16_t)m->key_len,
+		                            .value_len = m->value_len };
+		size_t n = store_meta_ckpt_bytes(m);
+
+		memset(s.buf + s.off, 0, n);
+		memcpy(s.buf + s.off, &fm, sizeof(fm));
+		memcpy(s.buf + s.off + sizeof(fm), m->key, m->key_len);
+		memcpy(s.buf + s.off + sizeof(fm) + m->key_len, m->key + m->key_len + 1,
+		       m->value_len);
+		s.off += n;
+	}
+	h->n_meta = p->nmeta;
 }
 
 static void ckpt_fill_root(struct store_pool *p, struct fmt_root *r, uint64_t gen,
@@ -445,6 +459,23 @@ static int ckpt_parse_vol(struct store_pool *p, const char *buf, size_t size, si
 	return 0;
 }
 
+static int ckpt_parse_meta(struct store_pool *p, const char *buf, size_t size, size_t *off)
+{
+	struct fmt_ckpt_meta fm;
+	const char *key = buf + *off + sizeof(fm);
+	size_t n;
+
+	if (size - *off < sizeof(fm))
+		return STORE_ECORRUPT;
+	memcpy(&fm, buf + *off, sizeof(fm));
+	n = sizeof(fm) + ((fm.key_len + (size_t)fm.value_len + 7) & ~(size_t)7);
+	if (fm.value_len > STORE_META_VALUE_MAX || n > size - *off ||
+	    !store_meta_key_ok(key, fm.key_len))
+		return STORE_ECORRUPT;
+	*off += n;
+	return store_meta_apply(p, key, fm.key_len, key + fm.key_len, fm.value_len, true);
+}
+
 static int ckpt_parse(struct store_pool *p, const char *buf, size_t size)
 {
 	struct fmt_ckpt_hdr h;
@@ -455,6 +486,11 @@ static int ckpt_parse(struct store_pool *p, const char *buf, size_t size)
 		return STORE_ECORRUPT;
 	for (uint32_t i = 0; i < h.n_vols; i++) {
 		int rc = ckpt_parse_vol(p, buf, size, &off);
+		if (rc)
+			return rc;
+	}
+	for (uint32_t i = 0; i < h.n_meta; i++) {
+		int rc = ckpt_parse_meta(p, buf, size, &off);
 		if (rc)
 			return rc;
 	}
@@ -469,6 +505,7 @@ static void ckpt_reset(struct store_pool *p)
 {
 	while (!TAILQ_EMPTY(&p->vols))
 		store_vol_free(TAILQ_FIRST(&p->vols));
+	store_meta_free_all(p);
 	memset(p->segs, 0, p->nsegs * sizeof(*p->segs));
 	p->next_vol_id = 1;
 }

@@ -104,6 +104,9 @@ enum fmt_ent_type {
 	FMT_ENT_VOL_DELETE,      /* vol */
 	FMT_ENT_VOL_RESIZE,      /* vol, sectors = new size */
 	FMT_ENT_VOL_SET_WB,      /* vol, flags */
+	FMT_ENT_META_PUT,        /* name_len = key bytes, sectors = value bytes;
+	                          * key then value at data_off */
+	FMT_ENT_META_DEL,        /* name_len = key bytes; key at data_off */
 };
 #define FMT_ENT_F_WRITE_BACK 0x1u
 
@@ -119,14 +122,15 @@ struct fmt_rec_entry {
 };
 
 /* Checkpoint payload: header, then per volume a fmt_ckpt_vol followed by its
- * extents as pairs of u64: lba | len << 40, and pba. */
+ * extents as pairs of u64: lba | len << 40, and pba; then n_meta metadata
+ * records, each a fmt_ckpt_meta, the key and the value, padded to 8 bytes. */
 struct fmt_ckpt_hdr {
 	char     magic[8];
 	uint32_t version;
 	uint32_t n_vols;
 	uint64_t n_extents;
 	uint32_t next_vol_id;
-	uint32_t reserved;
+	uint32_t n_meta;
 };
 
 struct fmt_ckpt_vol {
@@ -135,6 +139,12 @@ struct fmt_ckpt_vol {
 	uint64_t sectors;
 	uint64_t n_extents;
 	char     name[136];      /* NUL-terminated */
+};
+
+struct fmt_ckpt_meta {
+	uint16_t key_len;
+	uint16_t reserved;
+	uint32_t value_len;
 };
 
 _Static_assert(sizeof(struct fmt_super) <= 4096, "superblock fits a block");

@@ -70,6 +70,8 @@ struct store_req {
 	uint32_t           pieces;      /* records holding part of it, in flight */
 	uint8_t            meta;        /* REQ_META: enum fmt_ent_type */
 	uint8_t            meta_flags;
+	char              *blob;        /* META_PUT/DEL: key, then value */
+	uint32_t           key_len, value_len;
 	int                err;
 	store_done_fn     *done;
 	void              *arg;
@@ -121,6 +123,11 @@ struct store_pool {
 	uint32_t              next_vol_id;
 	struct store_vol    **by_id;    /* index by volume id (ids are never reused) */
 	uint32_t              by_id_cap;
+
+	/* clients' metadata records, sorted by key */
+	struct store_meta_ent *meta;
+	uint32_t              nmeta, meta_cap;
+	uint64_t              meta_bytes; /* their size in a checkpoint */
 
 	/* log writer */
 	uint64_t              last_seq; /* of the newest record written */
@@ -182,6 +189,18 @@ size_t store_iov_bytes(const struct iovec *iov, int iovcnt);
 void store_iov_to_buf(const struct iovec *iov, int iovcnt, size_t off, void *dst, size_t len);
 void store_iov_from_buf(const struct iovec *iov, int iovcnt, size_t off, const void *src, size_t len);
 void store_iov_zero(const struct iovec *iov, int iovcnt);
+
+/* meta.c */
+struct store_meta_ent {
+	char     *key;              /* NUL-terminated; the value follows it */
+	uint32_t  key_len, value_len;
+};
+bool store_meta_key_ok(const char *key, size_t len);
+/* Applies a durable META_PUT (value != NULL) or META_DEL. */
+int  store_meta_apply(struct store_pool *p, const char *key, size_t key_len,
+                      const void *value, size_t value_len, bool put);
+void store_meta_free_all(struct store_pool *p);
+size_t store_meta_ckpt_bytes(const struct store_meta_ent *m);
 
 /* log.c */
 int  store_log_start(struct store_pool *p);

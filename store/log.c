@@ -151,6 +151,8 @@ static uint64_t req_data_sectors(const struct store_req *r)
 		return r->sectors - r->sealed;
 	if (r->type == REQ_META && r->meta == FMT_ENT_VOL_CREATE)
 		return 1;               /* the name */
+	if (r->type == REQ_META && r->blob)
+		return (r->key_len + r->value_len + STORE_SECTOR - 1) / STORE_SECTOR;
 	return 0;
 }
 
@@ -184,7 +186,7 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 		be = &b->ents[b->n++];
 		memset(be, 0, sizeof(*be));
 		be->req = r;
-		be->e.vol = r->vol->id;
+		be->e.vol = r->vol ? r->vol->id : 0;
 		be->e.data_off = (uint32_t)data;
 		data += want;
 		r->pieces++;
@@ -204,9 +206,11 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 		} else {
 			be->e.type = r->meta;
 			be->e.flags = r->meta_flags;
-			be->e.sectors = r->sectors;
+			be->e.sectors = r->blob ? r->value_len : r->sectors;
 			if (r->meta == FMT_ENT_VOL_CREATE)
 				be->e.name_len = (uint16_t)strlen(r->vol->name);
+			else if (r->blob)
+				be->e.name_len = (uint16_t)r->key_len;
 		}
 		STAILQ_REMOVE_HEAD(&p->queue, link);
 	}
@@ -242,6 +246,11 @@ static void batch_build(struct store_pool *p, struct batch *b, uint64_t data_sec
 		else if (be->e.type == FMT_ENT_VOL_CREATE) {
 			memset(dst, 0, STORE_SECTOR);
 			memcpy(dst, r->vol->name, be->e.name_len);
+		} else if (r->blob) {
+			size_t n = r->key_len + r->value_len;
+
+			memcpy(dst, r->blob, n);
+			memset(dst + n, 0, (STORE_SECTOR - n % STORE_SECTOR) % STORE_SECTOR);
 		}
 	}
 	h->magic = FMT_REC_MAGIC;
@@ -392,7 +401,10 @@ static void log_batch_done(struct store_bio *bio)
 	}
 	for (uint32_t i = 0; i < b->n && !err; i++) {
 		struct batch_ent *be = &b->ents[i];
-		int rc = store_vol_apply(p, &be->e, NULL, be->pba, false);
+		struct store_req *r = be->req;
+		int rc = r->blob ? store_meta_apply(p, r->blob, r->key_len, r->blob + r->key_len,
+		                                    r->value_len, r->meta == FMT_ENT_META_PUT)
+		                 : store_vol_apply(p, &be->e, NULL, be->pba, false);
 
 		if (rc) {       /* the record is durable but the map cannot take it */
 			store_pool_fail(p, rc, "map update");

@@ -137,6 +137,7 @@ uint32_t store_ckpt_reserve(const struct store_pool *p)
 
 	TAILQ_FOREACH(v, &p->vols, link)
 		bytes += sizeof(struct fmt_ckpt_vol) + 16 * v->map.extents;
+	bytes += p->meta_bytes;
 
 	return (uint32_t)(bytes / p->seg_bytes) + 2;
 }
@@ -251,6 +252,7 @@ fail:
 	while (!TAILQ_EMPTY(&p->vols))
 		store_vol_free(TAILQ_FIRST(&p->vols));
 	p->be->ops->destroy(p->be);
+	store_meta_free_all(p);
 fail_free:
 	free(p->by_id);
 	free(p->segs);
@@ -267,6 +269,7 @@ static void pool_free(struct store_pool *p)
 	while (!TAILQ_EMPTY(&p->vols))
 		store_vol_free(TAILQ_FIRST(&p->vols));
 	p->be->ops->destroy(p->be);
+	store_meta_free_all(p);
 	free(p->by_id);
 	free(p->segs);
 	free(p);
@@ -329,6 +332,7 @@ void store_pool_get_stats(const struct store_pool *p, struct store_pool_stats *o
 	const struct store_vol *v;
 
 	*out = p->st;
+	memcpy(out->uuid, p->uuid, sizeof(out->uuid));
 	out->engine = p->be->engine ? p->be->engine : p->be->ops->name;
 	out->segment_bytes = p->seg_bytes;
 	out->segments = p->nsegs;

@@ -50,6 +50,21 @@ static bool name_ok(const char *n, size_t len)
 	return true;
 }
 
+static int replay_meta(struct store_pool *p, const char *rec,
+                       const struct fmt_rec_entry *e, uint64_t data_sectors)
+{
+	const struct fmt_rec_hdr *h = (const void *)rec;
+	const char *key = rec + h->hdr_bytes + (size_t)e->data_off * STORE_SECTOR;
+	bool put = e->type == FMT_ENT_META_PUT;
+	uint64_t vlen = put ? e->sectors : 0;
+
+	if (vlen > STORE_META_VALUE_MAX ||
+	    e->data_off + (e->name_len + vlen + STORE_SECTOR - 1) / STORE_SECTOR > data_sectors ||
+	    !store_meta_key_ok(key, e->name_len))
+		return STORE_ECORRUPT;
+	return store_meta_apply(p, key, e->name_len, key + e->name_len, vlen, put);
+}
+
 /* Applies the entries of a record whose CRCs hold. */
 static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, uint32_t off)
 {
@@ -74,7 +89,10 @@ static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, u
 				return STORE_ECORRUPT;
 			memcpy(name, n, e.name_len);
 		}
-		rc = store_vol_apply(p, &e, name, data_pba + e.data_off, true);
+		if (e.type == FMT_ENT_META_PUT || e.type == FMT_ENT_META_DEL)
+			rc = replay_meta(p, rec, &e, data_sectors);
+		else
+			rc = store_vol_apply(p, &e, name, data_pba + e.data_off, true);
 		if (rc)
 			return rc;
 		if (e.type == FMT_ENT_VOL_CREATE && e.vol >= p->next_vol_id)

@@ -81,6 +81,7 @@ struct store_vol_info {
 
 struct store_pool_stats {
 	const char *engine;              /* "io_uring" or "threads" (static string) */
+	uint8_t  uuid[16];               /* the pool's identity, fixed at creation */
 	uint64_t capacity_bytes;         /* bytes of segments */
 	uint64_t used_bytes;             /* live data in the log */
 	uint64_t free_bytes;             /* free segments */
@@ -132,6 +133,31 @@ void store_vol_set_write_back(struct store_pool *p, const char *name, bool on,
 /* Fills out[0..max) in name order; returns how many volumes exist (may be > max). */
 size_t store_vol_list(struct store_pool *p, struct store_vol_info *out, size_t max);
 int  store_vol_stat(struct store_pool *p, const char *name, struct store_vol_info *out);
+
+/* Small named records kept in the pool for the store's clients (targets,
+ * ACLs, CHAP secrets, persistent reservations): logged and checkpointed with
+ * the data, so they are durable when done(0) runs and a restart or a crash
+ * shows exactly what was acknowledged, in order with the writes around them.
+ * Keys are 1 to STORE_META_KEY_MAX bytes of printable ASCII (no spaces);
+ * values are opaque, up to STORE_META_VALUE_MAX bytes. */
+#define STORE_META_KEY_MAX      255
+#define STORE_META_VALUE_MAX    (64u << 10)
+typedef int store_meta_fn(void *arg, const char *key, const void *value, size_t len);
+
+/* key and value are copied before the call returns. */
+void store_meta_put(struct store_pool *p, const char *key, const void *value,
+                    size_t len, store_done_fn *done, void *arg);
+/* -ENOENT when the key is not there. */
+void store_meta_delete(struct store_pool *p, const char *key,
+                       store_done_fn *done, void *arg);
+/* The last durable value: *value is borrowed until the key next changes.
+ * -ENOENT when there is none. */
+int  store_meta_get(struct store_pool *p, const char *key, const void **value,
+                    size_t *len);
+/* Calls fn for each key starting with prefix, in key order, until fn returns
+ * non-zero (which is returned). fn must not change metadata. */
+int  store_meta_foreach(struct store_pool *p, const char *prefix,
+                        store_meta_fn *fn, void *arg);
 
 /* Handles are cheap. I/O in flight keeps the volume alive past close. */
 int  store_vol_open(struct store_pool *p, const char *name, struct store_vol **out);

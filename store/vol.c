@@ -247,6 +247,7 @@ void store_req_complete(struct store_pool *p, struct store_req *r, int err)
 		p->st.host_write_bytes += r->sectors * STORE_SECTOR;
 	}
 	r->done(r->arg, err);
+	free(r->blob);
 	free(r);
 }
 

@@ -69,6 +69,7 @@ struct run {
 	uint64_t           grow_to[NVOLS];  /* size asked for, maybe not acked */
 	bool               created_acked[NVOLS];
 	bool               create_issued[NVOLS];
+	bool               meta_acked, meta_issued;
 	struct op          ops[MAX_OPS];
 	int                nops;
 	struct flush_op    flushes[256];
@@ -220,6 +221,15 @@ static void create_late(struct run *r)
 	}
 }
 
+static void put_meta(struct run *r)
+{
+	struct tl_op t = { 0 };
+
+	r->meta_issued = true;
+	store_meta_put(r->pool, "target/iqn.2026-11.test:crash", "{}", 2, tl_done, &t);
+	r->meta_acked = tl_wait(r->loop, &t) == 0;
+}
+
 static void grow_first(struct run *r)
 {
 	struct tl_op t = { 0 };
@@ -253,6 +263,8 @@ static void workload(struct run *r, uint64_t seed)
 			create_late(r);
 		if (step == 110)
 			grow_first(r);
+		if (step == 150)
+			put_meta(r);
 		settle_flushes(r);
 	}
 	for (int i = 0; i < r->nops; i++)
@@ -357,6 +369,20 @@ static void check_volume(const struct run *r, struct ev_loop *loop, struct store
 	free(buf);
 }
 
+static void check_meta(const struct run *r, struct store_pool *p, uint64_t cut)
+{
+	const void *v;
+	size_t len;
+	int rc = store_meta_get(p, "target/iqn.2026-11.test:crash", &v, &len);
+
+	if (rc == 0 && !r->meta_issued)
+		fail_msg("cut %" PRIu64 ": a metadata record nobody wrote", cut);
+	if (rc != 0 && r->meta_acked)
+		fail_msg("cut %" PRIu64 ": acknowledged metadata record lost", cut);
+	if (rc == 0 && (len != 2 || memcmp(v, "{}", 2) != 0))
+		fail_msg("cut %" PRIu64 ": metadata record damaged", cut);
+}
+
 /* The recovered pool is consistent, takes writes and keeps them. */
 static void check_usable(struct ev_loop *loop, struct crash_backend *cb, struct store_pool **pp)
 {
@@ -390,6 +416,7 @@ static void check_after_cut(const struct run *r, struct crash_backend *cb, uint6
 		fail_msg("cut %" PRIu64 ": pool does not reopen: %s", cut, store_strerror(rc));
 	for (int v = 0; v < NVOLS; v++)
 		check_volume(r, loop, p, v, cut);
+	check_meta(r, p, cut);
 	check_usable(loop, cb2, &p);
 	assert_int_equal(tl_pool_close(loop, p), 0);
 	ev_loop_destroy(loop);
