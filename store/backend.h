@@ -40,7 +40,7 @@ struct store_backend;
 struct store_backend_ops {
 	const char *name;
 	int  (*read_sync)(struct store_backend *be, void *buf, size_t len, uint64_t off);
-	/* writes and makes durable */
+	/* writes and makes durable; len 0: only flushes */
 	int  (*write_sync)(struct store_backend *be, const void *buf, size_t len, uint64_t off);
 	int  (*start)(struct store_backend *be, struct ev_loop *loop);
 	void (*submit)(struct store_backend *be, struct store_bio *b);

@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/backend.h"
@@ -130,6 +131,22 @@ static int file_open_fd(const char *path, uint64_t create_bytes, bool read_only,
 	return fd;
 }
 
+/* A process killed a moment ago may hold the lock a few milliseconds more
+ * (its io_uring is torn down after it is reaped): wait up to 2 s. */
+static int file_lock(int fd, bool shared)
+{
+	for (int tries = 0; tries < 200; tries++) {
+		struct timespec ten_ms = { 0, 10 * 1000 * 1000 };
+
+		if (flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK)
+			return -errno;
+		nanosleep(&ten_ms, NULL);
+	}
+	return -EBUSY;
+}
+
 static int file_size(int fd, uint64_t *size)
 {
 	struct stat st;
@@ -176,10 +193,9 @@ int store_backend_file_open(const char *path, uint64_t create_bytes,
 		rc = -errno;
 		goto fail;
 	}
-	if (flock(f->fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	rc = file_lock(f->fd, read_only);
+	if (rc)
 		goto fail_fd;
-	}
 	rc = file_size(f->fd, &f->base.size);
 	if (rc)
 		goto fail_fd;

@@ -380,7 +380,7 @@ static int ckpt_root_check(const struct store_pool *p, struct fmt_root *r)
 	    r->log_off > p->seg_bytes || r->log_off % 4096 ||
 	    r->payload_segs == 0 || r->payload_segs > FMT_ROOT_SEGS_MAX ||
 	    r->payload_bytes < sizeof(struct fmt_ckpt_hdr) ||
-	    r->payload_bytes > (uint64_t)r->payload_segs * p->seg_bytes)
+	    r->payload_segs != (r->payload_bytes + p->seg_bytes - 1) / p->seg_bytes)
 		return STORE_ECORRUPT;
 	for (uint32_t i = 0; i < r->payload_segs; i++)
 		if (r->seg[i] >= p->nsegs)
@@ -435,7 +435,7 @@ static int ckpt_parse_vol(struct store_pool *p, const char *buf, size_t size, si
 	if (memchr(fv.name, 0, sizeof(fv.name)) == NULL || fv.name[0] == 0 ||
 	    fv.sectors == 0 || fv.sectors > STORE_VOL_MAX_SECTORS ||
 	    fv.n_extents > (size - *off) / 16 || store_vol_by_id(p, fv.id) ||
-	    store_vol_find(p, fv.name) || fv.id == 0)
+	    store_vol_find(p, fv.name) || fv.id == 0 || fv.id > STORE_VOL_ID_MAX)
 		return STORE_ECORRUPT;
 	v = store_vol_new(p, fv.name, fv.id, fv.sectors, fv.flags & FMT_ENT_F_WRITE_BACK);
 	if (!v)
@@ -494,7 +494,7 @@ static int ckpt_parse(struct store_pool *p, const char *buf, size_t size)
 		if (rc)
 			return rc;
 	}
-	if (off != size || h.next_vol_id == 0)
+	if (off != size || h.next_vol_id == 0 || h.next_vol_id > STORE_VOL_ID_MAX + 1)
 		return STORE_ECORRUPT;
 	if (h.next_vol_id > p->next_vol_id)
 		p->next_vol_id = h.next_vol_id;
@@ -531,7 +531,7 @@ static int ckpt_try_root(struct store_pool *p, const struct fmt_root *r)
 }
 
 /* Loads the newest root whose payload is whole into p; copies it to *out.
- * -ENOENT when both slots are blank (a pool formatted but never checkpointed). */
+ * A pool always has one: the superblock is written after the first root. */
 int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
 {
 	struct fmt_root *r[2] = { store_alloc_aligned(4096), store_alloc_aligned(4096) };
@@ -548,7 +548,9 @@ int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
 		if (ok[i] == 0)
 			ok[i] = ckpt_root_check(p, r[i]);
 	}
-	rc = blank == 2 ? -ENOENT : STORE_ECORRUPT;
+	rc = STORE_ECORRUPT;
+	if (blank == 2)
+		store_pool_logf(p, STORE_LOG_ERR, "both checkpoint roots are blank");
 	for (int pass = 0; pass < 2; pass++) {
 		/* newest first */
 		int i = (ok[0] == 0 && ok[1] == 0) ?
@@ -559,7 +561,8 @@ int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
 		rc = ckpt_try_root(p, r[i]);
 		if (rc == 0) {
 			memcpy(out, r[i], 4096);
-			if (pass == 1 && ok[1 - i] == 0)
+			p->ckpt_fell_back = pass == 1;
+			if (pass == 1)
 				store_pool_logf(p, STORE_LOG_WARN, "newest checkpoint is damaged; "
 				                "recovering from the one before");
 			break;

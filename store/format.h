@@ -30,6 +30,12 @@
  * prev_seq test. Seqs are never reused: every open moves the next seq
  * FMT_SEQ_JUMP past the last valid record, so a record that was written
  * before a crash but lost its predecessor can never join the new chain.
+ *
+ * flushed_seq tells a torn write from damage: a record names the newest
+ * record a completed flush covered when it was sealed. If replay stops after
+ * record L but a valid record claims flushed_seq > L, the record after L was
+ * durable once and is damaged now: the pool refuses to open rather than
+ * silently drop acknowledged writes.
  */
 #ifndef SLUICE_STORE_FORMAT_H
 #define SLUICE_STORE_FORMAT_H
@@ -95,6 +101,7 @@ struct fmt_rec_hdr {
 	uint32_t n_entries;
 	uint32_t next_seg;
 	uint32_t reserved;
+	uint64_t flushed_seq;    /* newest record known flushed when this one was sealed */
 };
 
 enum fmt_ent_type {
@@ -149,7 +156,7 @@ struct fmt_ckpt_meta {
 
 _Static_assert(sizeof(struct fmt_super) <= 4096, "superblock fits a block");
 _Static_assert(sizeof(struct fmt_root) <= 4096, "root fits a block");
-_Static_assert(sizeof(struct fmt_rec_hdr) == 64, "record header layout");
+_Static_assert(sizeof(struct fmt_rec_hdr) == 72, "record header layout");
 _Static_assert(sizeof(struct fmt_rec_entry) == 32, "record entry layout");
 
 #endif

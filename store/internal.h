@@ -30,6 +30,7 @@
 
 #define STORE_BATCH_MAX_BYTES   (8u << 20)  /* one record's data at most */
 #define STORE_BATCH_MAX_ENTRIES 4096u
+#define STORE_VOL_ID_MAX        (1u << 24)  /* volumes ever created in a pool */
 
 enum seg_state { SEG_FREE, SEG_LOG, SEG_CKPT };
 
@@ -114,6 +115,7 @@ struct store_pool {
 	uint8_t               uuid[16];
 	uint32_t              seg_bytes;
 	uint32_t              nsegs;
+	uint64_t              pool_bytes;
 	struct seg_info      *segs;
 	uint32_t              free_segs;
 
@@ -131,6 +133,8 @@ struct store_pool {
 
 	/* log writer */
 	uint64_t              last_seq; /* of the newest record written */
+	uint64_t              flushed_seq; /* of the newest record a flush covered */
+	bool                  ckpt_fell_back; /* opened from the older root */
 	uint64_t              next_seq;
 	uint32_t              cur_seg, cur_off, next_seg;
 	struct req_list       queue;    /* waiting to be sealed into a record */
@@ -221,6 +225,7 @@ void store_ckpt_request(struct store_pool *p, struct store_req *waiter);
 
 /* super.c */
 int  store_super_read(struct store_pool *p);
-int  store_super_format(struct store_pool *p, uint64_t bytes, uint32_t seg_bytes);
+int  store_super_init(struct store_pool *p, uint64_t bytes, uint32_t seg_bytes);
+int  store_super_write(struct store_pool *p);
 
 #endif

@@ -257,6 +257,7 @@ static void batch_build(struct store_pool *p, struct batch *b, uint64_t data_sec
 	memcpy(h->uuid, p->uuid, 16);
 	h->seq = b->seq;
 	h->prev_seq = p->last_seq;
+	h->flushed_seq = p->flushed_seq;
 	h->hdr_bytes = b->hdr_bytes;
 	h->data_bytes = b->data_bytes;
 	h->n_entries = b->n;
@@ -398,6 +399,10 @@ static void log_batch_done(struct store_bio *bio)
 		err = STORE_EFAILED;
 	} else {
 		p->dirty = !b->flush;
+		if (b->flush && b->has_record)
+			p->flushed_seq = b->seq;
+		else if (b->flush)
+			p->flushed_seq = p->last_seq;
 	}
 	for (uint32_t i = 0; i < b->n && !err; i++) {
 		struct batch_ent *be = &b->ents[i];

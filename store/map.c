@@ -42,18 +42,19 @@ struct store_map_node {
 };
 
 struct map_op {
-	struct store_map  *m;
+	struct store_map  *m;           /* counts extents, sectors and nodes */
 	store_map_free_fn *freed;
 	void              *arg;
 	bool               no_merge;    /* splitting an extent: keep pieces apart */
 };
 
-static struct store_map_node *node_new(bool leaf)
+static struct store_map_node *node_new(struct store_map *m, bool leaf)
 {
 	struct store_map_node *n = malloc(sizeof(*n));
 
 	if (!n)
 		return NULL;
+	m->nodes++;
 	n->refs = 1;
 	n->n = 0;
 	n->leaf = leaf;
@@ -82,11 +83,13 @@ static void node_put(struct store_map_node *n, struct map_op *op)
 		if (op->freed)
 			op->freed(op->arg, n->ext[i].pba, n->ext[i].len);
 	}
+	if (op->m)
+		op->m->nodes--;
 	free(n);
 }
 
 /* Makes *pp exclusively ours. Sets *shared when it had to copy. */
-static int node_own(struct store_map_node **pp, bool *shared)
+static int node_own(struct store_map *m, struct store_map_node **pp, bool *shared)
 {
 	struct store_map_node *n = *pp, *c;
 
@@ -96,6 +99,7 @@ static int node_own(struct store_map_node **pp, bool *shared)
 	c = malloc(sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	m->nodes++;
 	memcpy(c, n, sizeof(*c));
 	c->refs = 1;
 	if (!c->leaf)
@@ -155,10 +159,8 @@ static void leaf_remove(struct store_map_node *n, uint64_t a, uint64_t b,
 		struct store_map_ext e = n->ext[i];
 		uint64_t es = e.lba, ee = es + e.len;
 
-		if (es >= b) {
-			n->ext[out++] = e;
-			continue;
-		}
+		if (es >= b)
+			break;
 		assert(!(es < a && ee > b) && "map: middle split reached leaf_remove");
 		if (es >= a && ee <= b) {
 			op_free(op, shared, e.pba, e.len);
@@ -176,7 +178,9 @@ static void leaf_remove(struct store_map_node *n, uint64_t a, uint64_t b,
 		}
 		n->ext[out++] = e;
 	}
-	n->n = out;
+	if (out != i)           /* close the gap: the rest of the leaf moves once */
+		memmove(&n->ext[out], &n->ext[i], (n->n - i) * sizeof(n->ext[0]));
+	n->n = out + (n->n - i);
 }
 
 static int node_remove(struct store_map_node **pp, uint64_t a, uint64_t b,
@@ -184,7 +188,7 @@ static int node_remove(struct store_map_node **pp, uint64_t a, uint64_t b,
 {
 	struct store_map_node *n;
 	bool shared;
-	int rc = node_own(pp, &shared);
+	int rc = node_own(op->m, pp, &shared);
 
 	if (rc)
 		return rc;
@@ -222,11 +226,12 @@ static bool ext_joins(struct store_map_ext l, struct store_map_ext r)
 }
 
 /* Moves the upper part of full node n into a new right sibling. */
-static struct store_map_node *node_split(struct store_map_node *n, bool right_edge)
+static struct store_map_node *node_split(struct store_map *m, struct store_map_node *n,
+                                         bool right_edge)
 {
 	unsigned cap = n->leaf ? MAP_LEAF_CAP : MAP_INNER_CAP;
 	unsigned keep = right_edge ? cap * 9 / 10 : cap / 2;
-	struct store_map_node *r = node_new(n->leaf);
+	struct store_map_node *r = node_new(m, n->leaf);
 
 	if (!r)
 		return NULL;
@@ -269,7 +274,7 @@ static int leaf_insert(struct store_map_node *n, struct store_map_ext e,
 put:
 	op->m->extents++;
 	if (n->n == MAP_LEAF_CAP) {
-		*split = node_split(n, right_edge && pos == n->n);
+		*split = node_split(op->m, n, right_edge && pos == n->n);
 		if (!*split)
 			return -ENOMEM;
 		if (pos > n->n) {
@@ -293,6 +298,39 @@ static void inner_put_child(struct store_map_node *n, unsigned pos,
 	n->n++;
 }
 
+/* Before splitting full leaf child i, moves part of it into a sibling that
+ * has room (as a B*-tree does): leaves then stay about 80% full under random
+ * inserts instead of about 70%, which is what keeps a map near 20 bytes per
+ * extent. Only unshared siblings are touched. */
+static bool inner_leaf_shift(struct store_map_node *n, unsigned i)
+{
+	struct store_map_node *c = n->in.child[i], *s;
+	const size_t es = sizeof(c->ext[0]);
+	unsigned k;
+
+	if (!c->leaf || c->n < MAP_LEAF_CAP || c->refs != 1)
+		return false;
+	if (i + 1 < n->n && (s = n->in.child[i + 1])->refs == 1 && s->n + 8u < MAP_LEAF_CAP) {
+		k = (MAP_LEAF_CAP - s->n) / 2;
+		memmove(&s->ext[k], &s->ext[0], s->n * es);
+		memcpy(&s->ext[0], &c->ext[c->n - k], k * es);
+		s->n += k;
+		c->n -= k;
+		n->in.key[i + 1] = s->ext[0].lba;
+		return true;
+	}
+	if (i > 0 && (s = n->in.child[i - 1])->refs == 1 && s->n + 8u < MAP_LEAF_CAP) {
+		k = (MAP_LEAF_CAP - s->n) / 2;
+		memcpy(&s->ext[s->n], &c->ext[0], k * es);
+		memmove(&c->ext[0], &c->ext[k], (c->n - k) * es);
+		s->n += k;
+		c->n -= k;
+		n->in.key[i] = c->ext[0].lba;
+		return true;
+	}
+	return false;
+}
+
 static int node_insert(struct store_map_node **pp, struct store_map_ext e,
                        bool right_edge, struct map_op *op,
                        struct store_map_node **split)
@@ -300,7 +338,7 @@ static int node_insert(struct store_map_node **pp, struct store_map_ext e,
 	struct store_map_node *n, *cs = NULL;
 	unsigned i;
 	bool shared;
-	int rc = node_own(pp, &shared);
+	int rc = node_own(op->m, pp, &shared);
 
 	*split = NULL;
 	if (rc)
@@ -309,6 +347,8 @@ static int node_insert(struct store_map_node **pp, struct store_map_ext e,
 	if (n->leaf)
 		return leaf_insert(n, e, right_edge, op, split);
 	i = inner_find(n, e.lba);
+	if (!(right_edge && i + 1 == n->n) && inner_leaf_shift(n, i))
+		i = inner_find(n, e.lba);
 	rc = node_insert(&n->in.child[i], e, right_edge && i + 1 == n->n, op, &cs);
 	if (rc)
 		return rc;
@@ -316,7 +356,7 @@ static int node_insert(struct store_map_node **pp, struct store_map_ext e,
 	if (!cs)
 		return 0;
 	if (n->n == MAP_INNER_CAP) {
-		*split = node_split(n, right_edge && i + 1 == n->n);
+		*split = node_split(op->m, n, right_edge && i + 1 == n->n);
 		if (!*split)
 			return -ENOMEM;
 		if (i + 1 > n->n) {
@@ -334,14 +374,14 @@ static int map_insert(struct store_map *m, struct store_map_ext e, struct map_op
 	int rc;
 
 	if (!m->root) {
-		m->root = node_new(true);
+		m->root = node_new(m, true);
 		if (!m->root)
 			return -ENOMEM;
 	}
 	rc = node_insert(&m->root, e, true, op, &split);
 	if (rc || !split)
 		return rc;
-	root = node_new(false);
+	root = node_new(m, false);
 	if (!root)
 		return -ENOMEM;
 	inner_put_child(root, 0, m->root);
@@ -498,7 +538,7 @@ static uint64_t node_count(const struct store_map_node *n)
 
 uint64_t store_map_mem_bytes(const struct store_map *m)
 {
-	return m->root ? node_count(m->root) * sizeof(struct store_map_node) : 0;
+	return m->nodes * sizeof(struct store_map_node);
 }
 
 struct verify_ctx {
@@ -550,5 +590,7 @@ int store_map_verify(const struct store_map *m)
 	rc = node_verify(m->root, 0, UINT64_MAX, 0, &v);
 	if (rc)
 		return rc;
+	if (node_count(m->root) != m->nodes)
+		return -EUCLEAN;
 	return v.extents == m->extents && v.mapped == m->mapped ? 0 : -EUCLEAN;
 }

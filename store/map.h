@@ -32,6 +32,7 @@ struct store_map {
 	struct store_map_node *root;    /* NULL: empty */
 	uint64_t extents;
 	uint64_t mapped;                /* sectors */
+	uint64_t nodes;                 /* allocated for this map */
 };
 
 /* Called for every piece of a mapping that set/unmap displaces. */

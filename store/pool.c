@@ -162,8 +162,9 @@ static int pool_open_backend(struct store_pool *p, const struct store_pool_opts 
 	                               o->read_only, o->log, o->log_arg, &p->be);
 }
 
-/* Formats an all-zero backend; refuses anything else that is not a pool. */
-static int pool_format_if_empty(struct store_pool *p, const struct store_pool_opts *o)
+/* Creates a pool on an all-zero backend; refuses anything else that is not
+ * a pool. Order: first checkpoint, then superblock (see store_super_write). */
+static int pool_create(struct store_pool *p, const struct store_pool_opts *o)
 {
 	uint8_t *head;
 	int rc;
@@ -184,10 +185,18 @@ static int pool_format_if_empty(struct store_pool *p, const struct store_pool_op
 		return rc;
 	if (o->read_only || o->create_bytes == 0)
 		return STORE_ENOTPOOL;
-	rc = store_super_format(p, o->create_bytes, o->segment_bytes);
+	rc = store_super_init(p, o->create_bytes, o->segment_bytes);
+	if (rc)
+		return rc;
+	p->segs = calloc(p->nsegs, sizeof(*p->segs));
+	if (!p->segs)
+		return -ENOMEM;
+	rc = store_ckpt_format(p);
 	if (rc == 0)
-		store_pool_logf(p, STORE_LOG_INFO, "created a pool of %u segments of %u MiB",
-		                p->nsegs, p->seg_bytes >> 20);
+		rc = store_super_write(p);
+	if (rc == 0)
+		store_pool_logf(p, STORE_LOG_INFO, "created a pool of %u segments of %u KiB",
+		                p->nsegs, p->seg_bytes >> 10);
 	return rc;
 }
 
@@ -197,7 +206,7 @@ static int pool_load(struct store_pool *p, const struct store_pool_opts *o)
 	int rc = store_super_read(p);
 
 	if (rc == STORE_ENOTPOOL)
-		rc = pool_format_if_empty(p, o);
+		return pool_create(p, o);
 	if (rc)
 		return rc;
 	p->segs = calloc(p->nsegs, sizeof(*p->segs));
@@ -207,9 +216,7 @@ static int pool_load(struct store_pool *p, const struct store_pool_opts *o)
 		return -ENOMEM;
 	}
 	rc = store_ckpt_load(p, root);
-	if (rc == -ENOENT && !o->read_only)     /* freshly formatted */
-		rc = store_ckpt_format(p);
-	else if (rc == 0)
+	if (rc == 0)
 		rc = store_log_replay(p, root);
 	free(root);
 	return rc;

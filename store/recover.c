@@ -79,12 +79,14 @@ static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, u
 		int rc;
 
 		if (e.type == FMT_ENT_WRITE &&
-		    (e.sectors == 0 || e.data_off + e.sectors > data_sectors))
+		    (e.sectors == 0 || e.sectors > data_sectors - e.data_off ||
+		     e.data_off > data_sectors))
 			return STORE_ECORRUPT;
 		if (e.type == FMT_ENT_VOL_CREATE) {
 			const char *n = rec + h->hdr_bytes + (size_t)e.data_off * STORE_SECTOR;
 
-			if (e.data_off >= data_sectors || !name_ok(n, e.name_len) || e.vol == 0 ||
+			if (e.data_off >= data_sectors || !name_ok(n, e.name_len) ||
+			    e.vol == 0 || e.vol > STORE_VOL_ID_MAX ||
 			    e.sectors == 0 || e.sectors > STORE_VOL_MAX_SECTORS)
 				return STORE_ECORRUPT;
 			memcpy(name, n, e.name_len);
@@ -101,32 +103,152 @@ static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, u
 	return 0;
 }
 
-/* Reads and checks the record at (seg, off) following record prev. 0 with
- * the record in buf, or STORE_ECORRUPT when there is no valid record there. */
-static int replay_read(struct store_pool *p, uint32_t seg, uint32_t off, uint64_t prev,
-                       char *buf)
+/* A record header read during replay, and where it is. */
+struct rhdr {
+	char    *buf;                   /* HDR_LIMIT + 4096 bytes, 4 KiB-aligned */
+	uint32_t seg, off;
+	bool     valid;
+};
+
+static struct fmt_rec_hdr *rh(const struct rhdr *r)
 {
-	const struct fmt_rec_hdr *h = (const void *)buf;
+	return (struct fmt_rec_hdr *)r->buf;
+}
+
+/* Reads the header at (seg, off) and checks it follows record prev and its
+ * header CRC holds. The data is not read. */
+static int replay_hdr_read(struct store_pool *p, uint32_t seg, uint32_t off,
+                           uint64_t prev, struct rhdr *r)
+{
+	struct fmt_rec_hdr *h = rh(r);
 	uint64_t at = FMT_DATA_OFF + (uint64_t)seg * p->seg_bytes + off;
-	struct fmt_rec_hdr copy;
+	uint32_t crc;
 	int rc;
 
+	r->valid = false;
 	if ((uint64_t)off + 4096 > p->seg_bytes)
 		return STORE_ECORRUPT;
-	rc = p->be->ops->read_sync(p->be, buf, 4096, at);
+	rc = p->be->ops->read_sync(p->be, r->buf, 4096, at);
 	if (rc == 0)
 		rc = store_rec_check_hdr(p, h, off, prev);
-	if (rc == 0 && h->hdr_bytes + h->data_bytes > 4096)
-		rc = p->be->ops->read_sync(p->be, buf + 4096,
-		                           h->hdr_bytes + h->data_bytes - 4096, at + 4096);
+	if (rc == 0 && h->hdr_bytes > 4096)
+		rc = p->be->ops->read_sync(p->be, r->buf + 4096, h->hdr_bytes - 4096, at + 4096);
 	if (rc)
 		return rc == -EIO ? rc : STORE_ECORRUPT;
-	copy = *h;
-	((struct fmt_rec_hdr *)buf)->hdr_crc = 0;
-	if (store_crc(buf, copy.hdr_bytes) != copy.hdr_crc ||
-	    store_crc(buf + copy.hdr_bytes, copy.data_bytes) != copy.data_crc)
+	crc = h->hdr_crc;
+	h->hdr_crc = 0;
+	if (store_crc(r->buf, h->hdr_bytes) != crc)
 		return STORE_ECORRUPT;
-	((struct fmt_rec_hdr *)buf)->hdr_crc = copy.hdr_crc;
+	h->hdr_crc = crc;
+	r->seg = seg;
+	r->off = off;
+	r->valid = true;
+	return 0;
+}
+
+/* The record after cur: at its end in the same segment, or at the start of
+ * the segment cur named as next. */
+static int replay_hdr_next(struct store_pool *p, const struct rhdr *cur, struct rhdr *nxt)
+{
+	const struct fmt_rec_hdr *h = rh(cur);
+	uint32_t end = cur->off + h->hdr_bytes + h->data_bytes;
+	int rc = replay_hdr_read(p, cur->seg, end, h->seq, nxt);
+
+	if (rc == STORE_ECORRUPT)
+		rc = replay_hdr_read(p, h->next_seg, 0, h->seq, nxt);
+	return rc;
+}
+
+static bool rec_needs_data(const struct fmt_rec_hdr *h)
+{
+	const struct fmt_rec_entry *e = (const void *)(h + 1);
+
+	for (uint32_t i = 0; i < h->n_entries; i++)
+		if (e[i].type != FMT_ENT_WRITE && e[i].type != FMT_ENT_UNMAP &&
+		    e[i].type != FMT_ENT_VOL_DELETE && e[i].type != FMT_ENT_VOL_RESIZE &&
+		    e[i].type != FMT_ENT_VOL_SET_WB)
+			return true;    /* names and values live in the data */
+	return false;
+}
+
+/* Reads cur's data behind its header when it is needed: to apply names and
+ * values, or to prove a record that no later record vouches for (it may
+ * be a torn write). STORE_ECORRUPT when its data CRC fails. */
+static int replay_data(struct store_pool *p, struct rhdr *cur, bool vouched)
+{
+	const struct fmt_rec_hdr *h = rh(cur);
+	uint64_t at = FMT_DATA_OFF + (uint64_t)cur->seg * p->seg_bytes + cur->off + h->hdr_bytes;
+	int rc;
+
+	if ((vouched && !rec_needs_data(h)) || h->data_bytes == 0)
+		return 0;
+	rc = p->be->ops->read_sync(p->be, cur->buf + h->hdr_bytes, h->data_bytes, at);
+	if (rc)
+		return rc;
+	if (store_crc(cur->buf + h->hdr_bytes, h->data_bytes) != h->data_crc)
+		return STORE_ECORRUPT;
+	p->st.replayed_data_bytes += h->data_bytes;
+	return 0;
+}
+
+/* A valid record header at (seg, off) claiming a flush past last: proof that
+ * the record after last was durable once. */
+static bool replay_flushed_past(struct store_pool *p, uint32_t seg, uint32_t off,
+                                uint64_t last, char *buf)
+{
+	struct fmt_rec_hdr *h = (void *)buf;
+	uint64_t at = FMT_DATA_OFF + (uint64_t)seg * p->seg_bytes + off;
+	uint32_t crc;
+
+	if (p->be->ops->read_sync(p->be, buf, 4096, at) ||
+	    store_rec_check_hdr(p, h, off, STORE_ANY_SEQ) || h->flushed_seq <= last)
+		return false;
+	if (h->hdr_bytes > 4096 &&
+	    p->be->ops->read_sync(p->be, buf + 4096, h->hdr_bytes - 4096, at + 4096))
+		return false;
+	crc = h->hdr_crc;
+	h->hdr_crc = 0;
+	return store_crc(buf, h->hdr_bytes) == crc;
+}
+
+/* Scans [from, seg_bytes) of seg in 1 MiB reads for a record that proves a
+ * flush past last. */
+static bool replay_scan(struct store_pool *p, uint32_t seg, uint32_t from, uint64_t last,
+                        char *chunk, char *hdr)
+{
+	const uint32_t step = 1u << 20;
+
+	for (uint32_t o = from; o < p->seg_bytes; o += step) {
+		uint32_t n = p->seg_bytes - o < step ? p->seg_bytes - o : step;
+		uint64_t at = FMT_DATA_OFF + (uint64_t)seg * p->seg_bytes + o;
+
+		if (p->be->ops->read_sync(p->be, chunk, n, at))
+			return false;
+		for (uint32_t b = 0; b < n; b += 4096) {
+			const struct fmt_rec_hdr *h = (const void *)(chunk + b);
+
+			if (h->magic == FMT_REC_MAGIC && h->flushed_seq > last &&
+			    memcmp(h->uuid, p->uuid, 16) == 0 &&
+			    replay_flushed_past(p, seg, o + b, last, hdr))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Replay stopped after record last at (seg, off). A torn write ends the log
+ * there; damage does not, and shows as a later record that knew a flush
+ * covered more (format.h). Looks in the rest of the segment and the next
+ * one, and, when the older root was used, at the start of every segment. */
+static int replay_check_end(struct store_pool *p, uint32_t seg, uint32_t off,
+                            uint32_t next, uint64_t last, char *chunk, char *hdr)
+{
+	if (replay_scan(p, seg, off, last, chunk, hdr) ||
+	    replay_scan(p, next, 0, last, chunk, hdr))
+		return STORE_ECORRUPT;
+	for (uint32_t s = 0; p->ckpt_fell_back && s < p->nsegs; s++)
+		if (p->segs[s].state != SEG_CKPT && replay_flushed_past(p, s, 0, last, hdr))
+			return STORE_ECORRUPT;
 	return 0;
 }
 
@@ -146,63 +268,93 @@ static void replay_settle(struct store_pool *p)
 	}
 }
 
+static void replay_advance(struct store_pool *p, const struct rhdr *cur)
+{
+	const struct fmt_rec_hdr *h = rh(cur);
+
+	p->segs[cur->seg].state = SEG_LOG;
+	p->segs[cur->seg].last_seq = h->seq;
+	p->st.replayed_records++;
+	p->st.replayed_bytes += h->hdr_bytes + h->data_bytes;
+	p->log_bytes_since_ckpt += h->hdr_bytes + h->data_bytes;
+}
+
+/* Walks the chain from the root with one record of lookahead: a record whose
+ * successor says a flush covered it was durable, so its data need not be
+ * read (store_pool_check verifies old data); only the unvouched tail is
+ * read and CRC-checked, which is where a torn write can be. */
+static int replay_walk(struct store_pool *p, const struct fmt_root *root, struct rhdr r[2],
+                       uint32_t *seg, uint32_t *off, uint32_t *next, uint64_t *prev)
+{
+	struct rhdr *cur = &r[0], *nxt = &r[1], *t;
+	int rc = replay_hdr_read(p, *seg, *off, *prev, cur);
+
+	if (rc == STORE_ECORRUPT && *off > 0)
+		rc = replay_hdr_read(p, *next, 0, *prev, cur);
+	while (rc == 0) {
+		const struct fmt_rec_hdr *h = rh(cur);
+
+		if (h->next_seg == cur->seg || p->segs[h->next_seg].state == SEG_CKPT ||
+		    p->segs[cur->seg].state == SEG_CKPT)
+			return STORE_ECORRUPT;
+		rc = replay_hdr_next(p, cur, nxt);
+		if (rc && rc != STORE_ECORRUPT)
+			return rc;
+		rc = replay_data(p, cur, nxt->valid && rh(nxt)->flushed_seq >= h->seq);
+		if (rc)
+			return rc == STORE_ECORRUPT ? 0 : rc;   /* a torn last record ends the log */
+		rc = replay_entries(p, cur->buf, cur->seg, cur->off);
+		if (rc)
+			return rc;
+		replay_advance(p, cur);
+		*seg = cur->seg;
+		*off = cur->off + h->hdr_bytes + h->data_bytes;
+		*next = h->next_seg;
+		*prev = h->seq;
+		if (!nxt->valid)
+			return 0;
+		t = cur;
+		cur = nxt;
+		nxt = t;
+	}
+	(void)root;
+	return rc == STORE_ECORRUPT ? 0 : rc;
+}
+
 int store_log_replay(struct store_pool *p, const struct fmt_root *root)
 {
-	char *buf = store_alloc_aligned(HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES);
+	struct rhdr r[2] = { { .buf = store_alloc_aligned(HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES) },
+	                     { .buf = store_alloc_aligned(HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES) } };
 	uint32_t seg = root->log_seg, off = root->log_off, next = root->next_seg;
 	uint64_t prev = root->log_seq;
-	int rc = 0;
+	int rc = -ENOMEM;
 
-	if (!buf)
-		return -ENOMEM;
-	if (p->segs[seg].state == SEG_CKPT || p->segs[next].state == SEG_CKPT) {
-		free(buf);
-		return STORE_ECORRUPT;
-	}
+	if (!r[0].buf || !r[1].buf)
+		goto out;
+	rc = STORE_ECORRUPT;
+	if (p->segs[seg].state == SEG_CKPT || p->segs[next].state == SEG_CKPT)
+		goto out;
 	p->segs[seg].state = SEG_LOG;   /* the log tail needs these until the next checkpoint */
-	for (;;) {
-		const struct fmt_rec_hdr *h = (const void *)buf;
-
-		rc = replay_read(p, seg, off, prev, buf);
-		if (rc == STORE_ECORRUPT && off > 0) {  /* did the log move on? */
-			rc = replay_read(p, next, 0, prev, buf);
-			if (rc == 0) {
-				seg = next;
-				off = 0;
-			}
-		}
-		if (rc == STORE_ECORRUPT) {
-			rc = 0;                 /* the end of the log */
-			break;
-		}
-		if (rc)
-			break;
-		if (h->next_seg == seg || p->segs[h->next_seg].state == SEG_CKPT) {
-			rc = STORE_ECORRUPT;
-			break;
-		}
-		rc = replay_entries(p, buf, seg, off);
-		if (rc)
-			break;
-		p->segs[seg].state = SEG_LOG;
-		p->segs[seg].last_seq = h->seq;
-		prev = h->seq;
-		next = h->next_seg;
-		off += h->hdr_bytes + h->data_bytes;
-		p->st.replayed_records++;
-		p->st.replayed_bytes += h->hdr_bytes + h->data_bytes;
-		p->log_bytes_since_ckpt += h->hdr_bytes + h->data_bytes;
-	}
-	free(buf);
+	rc = replay_walk(p, root, r, &seg, &off, &next, &prev);
+	if (rc == 0)
+		rc = replay_check_end(p, seg, off, next, prev, r[0].buf, r[1].buf);
+	/* Make what was read back durable before new records vouch for it. */
+	if (rc == 0 && !p->read_only)
+		rc = p->be->ops->write_sync(p->be, NULL, 0, 0);
+out:
+	free(r[0].buf);
+	free(r[1].buf);
 	if (rc) {
-		store_pool_logf(p, STORE_LOG_ERR, "log record after %llu in segment %u is "
-		                "corrupt: %s", (unsigned long long)prev, seg, store_strerror(rc));
+		store_pool_logf(p, STORE_LOG_ERR, "the log after record %llu in segment %u is "
+		                "damaged, and records after it were durable: %s",
+		                (unsigned long long)prev, seg, store_strerror(rc));
 		return rc;
 	}
 	p->cur_seg = seg;
 	p->cur_off = off;
 	p->next_seg = next;
 	p->last_seq = prev;
+	p->flushed_seq = prev;
 	p->next_seq = prev + FMT_SEQ_JUMP;      /* see format.h: seqs are never reused */
 	replay_settle(p);
 	if (p->st.replayed_records)

@@ -99,6 +99,7 @@ struct store_pool_stats {
 	uint64_t map_extents;
 	uint64_t replayed_records;       /* at the last open */
 	uint64_t replayed_bytes;
+	uint64_t replayed_data_bytes;    /* of those, data read back to prove a torn tail */
 	bool     failed;                 /* sticky: a device write or flush failed */
 };
 

@@ -47,12 +47,13 @@ int store_super_read(struct store_pool *p)
 		free(sb);
 		return STORE_ENOTPOOL;
 	}
-	for (int copy = 0; copy < 2; copy++) {
-		int rc2 = p->be->ops->read_sync(p->be, sb, 4096, FMT_SB_OFF(copy));
+	int why[2];
 
-		if (rc2 == 0)
-			rc2 = super_check(p, sb);
-		if (rc2 == 0) {
+	for (int copy = 0; copy < 2; copy++) {
+		why[copy] = p->be->ops->read_sync(p->be, sb, 4096, FMT_SB_OFF(copy));
+		if (why[copy] == 0)
+			why[copy] = super_check(p, sb);
+		if (why[copy] == 0) {
 			if (copy == 1)
 				store_pool_logf(p, STORE_LOG_WARN,
 				                "superblock copy A is damaged; using copy B");
@@ -62,14 +63,15 @@ int store_super_read(struct store_pool *p)
 			free(sb);
 			return 0;
 		}
-		/* Copy A decides "not a pool" or "too new"; B only mends damage. */
-		if (copy == 0)
-			rc = rc2;
-		if (rc2 == STORE_EVERSION || (copy == 0 && rc2 == STORE_ENOTPOOL))
-			break;
 	}
 	free(sb);
-	return rc;
+	/* Neither copy holds: "not a pool" only when neither has the magic. */
+	if (why[0] == STORE_EVERSION || why[1] == STORE_EVERSION)
+		return STORE_EVERSION;
+	if (why[0] == STORE_ENOTPOOL && why[1] == STORE_ENOTPOOL)
+		return STORE_ENOTPOOL;
+	rc = why[0] == STORE_ENOTPOOL ? why[1] : why[0];
+	return rc == -EIO ? rc : STORE_ECORRUPT;
 }
 
 static void super_uuid(uint8_t uuid[16])
@@ -84,12 +86,10 @@ static void super_uuid(uint8_t uuid[16])
 	uuid[15] ^= (uint8_t)getpid();
 }
 
-/* Writes both superblock copies; the caller then writes the first root. */
-int store_super_format(struct store_pool *p, uint64_t bytes, uint32_t seg_bytes)
+/* Chooses the geometry and identity of a new pool, in memory only. */
+int store_super_init(struct store_pool *p, uint64_t bytes, uint32_t seg_bytes)
 {
-	struct fmt_super *sb;
 	uint64_t nsegs;
-	int rc;
 
 	if (seg_bytes == 0)
 		seg_bytes = FMT_SEG_DEFAULT;
@@ -100,25 +100,34 @@ int store_super_format(struct store_pool *p, uint64_t bytes, uint32_t seg_bytes)
 	nsegs = bytes > FMT_DATA_OFF ? (bytes - FMT_DATA_OFF) / seg_bytes : 0;
 	if (nsegs < 8 || nsegs > UINT32_MAX)
 		return -ENOSPC;         /* too small to hold a log and checkpoints */
-	sb = store_alloc_aligned(4096);
+	super_uuid(p->uuid);
+	p->seg_bytes = seg_bytes;
+	p->nsegs = (uint32_t)nsegs;
+	p->pool_bytes = FMT_DATA_OFF + nsegs * seg_bytes;
+	return 0;
+}
+
+/* Writes both superblock copies. A new pool writes them last, after its
+ * first checkpoint: until then the device still reads as empty, so a crash
+ * while creating leaves nothing half made. */
+int store_super_write(struct store_pool *p)
+{
+	struct fmt_super *sb = store_alloc_aligned(4096);
+	int rc;
+
 	if (!sb)
 		return -ENOMEM;
 	memcpy(sb->magic, FMT_SB_MAGIC, 8);
 	sb->version = FMT_VERSION;
-	super_uuid(sb->uuid);
-	sb->pool_bytes = bytes;
-	sb->segment_bytes = seg_bytes;
-	sb->segments = (uint32_t)nsegs;
+	memcpy(sb->uuid, p->uuid, 16);
+	sb->pool_bytes = p->pool_bytes;
+	sb->segment_bytes = p->seg_bytes;
+	sb->segments = p->nsegs;
 	sb->created = (uint64_t)time(NULL);
 	sb->crc = store_crc(sb, 4096);
-	rc = p->be->ops->write_sync(p->be, sb, 4096, FMT_SB_OFF(0));
+	rc = p->be->ops->write_sync(p->be, sb, 4096, FMT_SB_OFF(1));
 	if (rc == 0)
-		rc = p->be->ops->write_sync(p->be, sb, 4096, FMT_SB_OFF(1));
-	if (rc == 0) {
-		memcpy(p->uuid, sb->uuid, 16);
-		p->seg_bytes = seg_bytes;
-		p->nsegs = (uint32_t)nsegs;
-	}
+		rc = p->be->ops->write_sync(p->be, sb, 4096, FMT_SB_OFF(0));
 	free(sb);
 	return rc;
 }

@@ -348,6 +348,8 @@ void store_vol_create(struct store_pool *p, const char *name, uint64_t sectors,
 		err = -EINVAL;
 	else if (store_vol_find(p, name))
 		err = -EEXIST;
+	else if (p->next_vol_id > STORE_VOL_ID_MAX)
+		err = -ENOSPC;          /* ids are never reused */
 	else if ((err = req_admit(p, true)) == 0) {
 		v = store_vol_new(p, name, p->next_vol_id, sectors, write_back);
 		if (!v)
@@ -431,14 +433,14 @@ int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
 		return replay ? STORE_ECORRUPT : 0;
 	switch (e->type) {
 	case FMT_ENT_WRITE:
-		if (e->lba + e->sectors > v->sectors)
+		if (e->sectors > v->sectors || e->lba > v->sectors - e->sectors)
 			return STORE_ECORRUPT;
 		rc = store_map_set(&v->map, e->lba, e->sectors, pba, store_map_freed_cb, p);
 		if (rc == 0)
 			store_map_added(p, pba, e->sectors);
 		break;
 	case FMT_ENT_UNMAP:
-		if (e->lba + e->sectors > v->sectors)
+		if (e->sectors > v->sectors || e->lba > v->sectors - e->sectors)
 			return STORE_ECORRUPT;
 		rc = store_map_unmap(&v->map, e->lba, e->sectors, store_map_freed_cb, p);
 		break;

@@ -37,12 +37,18 @@ static int cb_read_sync(struct store_backend *be, void *buf, size_t len, uint64_
 	return 0;
 }
 
+static void cb_flush(struct crash_backend *cb);
+
 static int cb_write_sync(struct store_backend *be, const void *buf, size_t len, uint64_t off)
 {
 	struct crash_backend *cb = (struct crash_backend *)be;
 
 	if (off > be->size || len > be->size - off)
 		return -EIO;
+	if (len == 0) {
+		cb_flush(cb);
+		return 0;
+	}
 	memcpy(cb->current + off, buf, len);
 	memcpy(cb->durable + off, buf, len);
 	return 0;

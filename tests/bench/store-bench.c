@@ -1,0 +1,964 @@
+/* tests/bench/store-bench.c: throughput, map memory and recovery figures for
+ * the store, driven through store/store.h alone.
+ *
+ * It prints figures and judges nothing: tests/bench/run-store-bench.sh runs
+ * it next to fio baselines and compares the figures with their targets.
+ * Every test works on a fresh sparse pool file in --dir and removes it
+ * (--prealloc: zero-filled first, to measure overwrites of allocated blocks).
+ *
+ * Load model: --vols volumes, each with --qd writes in flight; a write's
+ * completion issues that slot's next write, so the store always sees
+ * vols * qd writes outstanding, like that many busy initiator queues.
+ * Figures are deltas of store_pool_get_stats() and of the bench's own
+ * counters over a window that starts after --warmup seconds, so the
+ * start-up ramp (empty queues, first segment allocations) is not counted.
+ *
+ * Tests (one line of key=value figures each, or a JSON object with --json):
+ *   randwrite4k   4 KiB random writes, write-through: IOPS, device write
+ *                 size, flushes per acknowledged write
+ *   randwrite64k  the same with 64 KiB writes: MiB/s
+ *   mapmem        map RAM per extent and per TiB after a sequential fill
+ *                 (one stream per volume), a many-stream sequential fill
+ *                 (each slot its own region) and a random 4 KiB fill
+ *                 (every block once)
+ *   recovery      a child process fills a pool, checkpoints, writes
+ *                 --log-gib of log and dies without closing it; the parent
+ *                 times the replaying open, then a clean restart
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "tests/lib/testlib.h"
+
+#define KIB       1024ull
+#define MIB       (1ull << 20)
+#define GIB       (1ull << 30)
+#define TIB       (1ull << 40)
+#define VOLS_MAX  64
+#define QD_MAX    1024
+
+/* ---- options -------------------------------------------------------------- */
+
+struct opts {
+	const char       *test;
+	enum store_engine engine;
+	const char       *dir;          /* NULL: a fresh directory under /var/tmp */
+	double            seconds, warmup;
+	bool              json, keep, prealloc;
+	unsigned          vols, qd;
+	uint64_t          vol_bytes;    /* randwrite tests: size of each volume */
+	double            pool_gib;     /* 0: chosen per test */
+	double            seq_gib, rand_gib, fill_gib, log_gib;
+	uint32_t          seq_bs;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	"usage: store-bench --test randwrite4k|randwrite64k|mapmem|recovery|all\n"
+	"                   [--engine uring|threads|auto] [--dir D] [--seconds S]\n"
+	"                   [--warmup S] [--vols N] [--qd N] [--vol-mib M]\n"
+	"                   [--pool-gib G] [--seq-gib G] [--seq-kib K] [--rand-gib G]\n"
+	"                   [--fill-gib G] [--log-gib G] [--prealloc] [--json] [--keep]\n"
+	"Prints one line of figures per test; asserts nothing about speed.\n");
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "store-bench: %s: %s\n", what, store_strerror(err));
+	exit(1);
+}
+
+static enum store_engine parse_engine(const char *s)
+{
+	if (!strcmp(s, "uring") || !strcmp(s, "io_uring"))
+		return STORE_ENGINE_URING;
+	if (!strcmp(s, "threads"))
+		return STORE_ENGINE_THREADS;
+	if (!strcmp(s, "auto"))
+		return STORE_ENGINE_AUTO;
+	fprintf(stderr, "store-bench: unknown engine '%s'\n", s);
+	exit(2);
+}
+
+static double parse_num(const char *s, const char *opt)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (*s == 0 || *end != 0 || !(v >= 0)) {
+		fprintf(stderr, "store-bench: %s wants a number >= 0, not '%s'\n", opt, s);
+		exit(2);
+	}
+	return v;
+}
+
+static void parse_opt(struct opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case 't': o->test = arg; break;
+	case 'e': o->engine = parse_engine(arg); break;
+	case 'd': o->dir = arg; break;
+	case 's': o->seconds = parse_num(arg, "--seconds"); break;
+	case 'w': o->warmup = parse_num(arg, "--warmup"); break;
+	case 'j': o->json = true; break;
+	case 'k': o->keep = true; break;
+	case 'P': o->prealloc = true; break;
+	case 'V': o->vols = (unsigned)parse_num(arg, "--vols"); break;
+	case 'q': o->qd = (unsigned)parse_num(arg, "--qd"); break;
+	case 'm': o->vol_bytes = (uint64_t)parse_num(arg, "--vol-mib") * MIB; break;
+	case 'p': o->pool_gib = parse_num(arg, "--pool-gib"); break;
+	case 'S': o->seq_gib = parse_num(arg, "--seq-gib"); break;
+	case 'B': o->seq_bs = (uint32_t)parse_num(arg, "--seq-kib") * 1024; break;
+	case 'R': o->rand_gib = parse_num(arg, "--rand-gib"); break;
+	case 'F': o->fill_gib = parse_num(arg, "--fill-gib"); break;
+	case 'L': o->log_gib = parse_num(arg, "--log-gib"); break;
+	case 'h': usage(stdout); exit(0);
+	default: usage(stderr); exit(2);
+	}
+}
+
+static void parse_args(struct opts *o, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "test", 1, NULL, 't' }, { "engine", 1, NULL, 'e' },
+		{ "dir", 1, NULL, 'd' }, { "seconds", 1, NULL, 's' },
+		{ "warmup", 1, NULL, 'w' }, { "json", 0, NULL, 'j' },
+		{ "keep", 0, NULL, 'k' }, { "prealloc", 0, NULL, 'P' },
+		{ "vols", 1, NULL, 'V' },
+		{ "qd", 1, NULL, 'q' }, { "vol-mib", 1, NULL, 'm' },
+		{ "pool-gib", 1, NULL, 'p' }, { "seq-gib", 1, NULL, 'S' },
+		{ "seq-kib", 1, NULL, 'B' }, { "rand-gib", 1, NULL, 'R' },
+		{ "fill-gib", 1, NULL, 'F' }, { "log-gib", 1, NULL, 'L' },
+		{ "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*o = (struct opts){
+		.test = "all", .engine = STORE_ENGINE_URING, .seconds = 10, .warmup = 3,
+		.vols = 16, .qd = 32, .vol_bytes = GIB, .seq_gib = 4, .seq_bs = 128 * 1024,
+		.rand_gib = 2, .fill_gib = 4, .log_gib = 1,
+	};
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1)
+		parse_opt(o, c, optarg);
+	if (optind < argc || o->vols == 0 || o->vols > VOLS_MAX || o->qd == 0 ||
+	    o->qd > QD_MAX || o->seq_bs == 0 || o->seq_bs % 4096 || o->vol_bytes < MIB) {
+		usage(stderr);
+		exit(2);
+	}
+}
+
+/* ---- output: one line per test ------------------------------------------- */
+
+struct out {
+	char   line[4096];
+	size_t n;
+	bool   json;
+};
+
+static void out_add(struct out *o, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void out_add(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(o->line + o->n, sizeof(o->line) - o->n, fmt, ap);
+	va_end(ap);
+	if (r > 0)
+		o->n = o->n + (size_t)r < sizeof(o->line) ? o->n + (size_t)r : sizeof(o->line) - 1;
+}
+
+static void out_str(struct out *o, const char *key, const char *v)
+{
+	if (o->json)
+		out_add(o, "%s\"%s\":\"%s\"", o->n > 1 ? "," : "", key, v);
+	else
+		out_add(o, "%s%s=%s", o->n ? " " : "", key, v);
+}
+
+static void out_num(struct out *o, const char *key, double v, int prec)
+{
+	if (!isfinite(v))
+		v = 0;          /* an empty window: JSON has no inf or nan */
+	if (o->json)
+		out_add(o, "%s\"%s\":%.*f", o->n > 1 ? "," : "", key, prec, v);
+	else
+		out_add(o, "%s%s=%.*f", o->n ? " " : "", key, prec, v);
+}
+
+static void out_begin(struct out *o, bool json, const char *test, const char *engine)
+{
+	o->n = 0;
+	o->json = json;
+	if (json)
+		out_add(o, "{");
+	out_str(o, "test", test);
+	out_str(o, "engine", engine);
+}
+
+static void out_end(struct out *o)
+{
+	printf("%s%s\n", o->line, o->json ? "}" : "");
+	fflush(stdout);
+}
+
+/* ---- time ----------------------------------------------------------------- */
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds of this process, all threads (io_uring's io-wq workers and
+ * the thread engine's workers included): with wall time it tells whether a
+ * figure is bound by the CPU or by the device. */
+static double cpu_now(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- a pool on a file ----------------------------------------------------- */
+
+static void *xmalloc_aligned(size_t bytes)
+{
+	void *p;
+
+	if (posix_memalign(&p, 4096, bytes))
+		die("allocating buffers", -ENOMEM);
+	return p;
+}
+
+/* --prealloc: zeros written over the whole pool file before the store formats
+ * it (an all-zero file counts as empty), so that log writes overwrite
+ * allocated blocks, as on a block device or a pool whose log has wrapped,
+ * instead of allocating file system blocks as they go. */
+static void prealloc_file(const char *path, uint64_t bytes)
+{
+	const size_t chunk = 8 * MIB;
+	char *zero = xmalloc_aligned(chunk);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600);
+	double t0 = now();
+
+	if (fd < 0)
+		die("creating the pool file", -errno);
+	memset(zero, 0, chunk);
+	for (uint64_t off = 0; off < bytes; off += chunk) {
+		size_t len = bytes - off < chunk ? (size_t)(bytes - off) : chunk;
+
+		if (pwrite(fd, zero, len, (off_t)off) != (ssize_t)len)
+			die("writing zeros over the pool file", -errno);
+	}
+	if (fdatasync(fd) != 0)
+		die("fdatasync of the pool file", -errno);
+	close(fd);
+	free(zero);
+	fprintf(stderr, "store-bench: wrote %.0f GiB of zeros over %s in %.1f s\n",
+	        (double)bytes / GIB, path, now() - t0);
+}
+
+struct bench {
+	const struct opts *o;
+	struct ev_loop    *loop;
+	struct store_pool *pool;
+	char               path[PATH_MAX];
+	uint64_t           pool_bytes;
+	uint32_t           ckpt_secs;       /* 0: the store's defaults */
+	uint64_t           ckpt_log_bytes;
+	struct store_vol  *vols[VOLS_MAX];
+	unsigned           nvols;
+};
+
+static void bench_log(void *arg, enum store_log_level level, const char *msg)
+{
+	(void)arg;
+	if (level <= STORE_LOG_WARN || getenv("STORE_BENCH_VERBOSE"))
+		fprintf(stderr, "store: %s\n", msg);
+}
+
+static int bench_open(struct bench *b)
+{
+	struct store_pool_opts po = {
+		.path = b->path, .create_bytes = b->pool_bytes, .engine = b->o->engine,
+		.checkpoint_secs = b->ckpt_secs, .checkpoint_log_bytes = b->ckpt_log_bytes,
+		.log = bench_log,
+	};
+
+	return store_pool_open(b->loop, &po, &b->pool);
+}
+
+static void bench_open_or_die(struct bench *b)
+{
+	int rc = bench_open(b);
+
+	if (rc)
+		die("store_pool_open", rc);
+}
+
+/* A fresh pool file (any leftover from an earlier run is removed first). */
+static void bench_init(struct bench *b, const struct opts *o, const char *dir,
+                       const char *test, double pool_gib)
+{
+	struct statvfs sv;
+
+	memset(b, 0, sizeof(*b));
+	b->o = o;
+	b->pool_bytes = (uint64_t)(pool_gib * GIB) & ~(MIB - 1);
+	snprintf(b->path, sizeof(b->path), "%s/%s.pool", dir, test);
+	unlink(b->path);
+	if (statvfs(dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < b->pool_bytes / 2)
+		fprintf(stderr, "store-bench: warning: %s has less free space than half "
+		        "the %.0f GiB pool; writes may fail\n", dir, pool_gib);
+	if (o->prealloc)
+		prealloc_file(b->path, b->pool_bytes);
+	b->loop = ev_loop_new(EVFLAG_AUTO);
+	if (!b->loop)
+		die("ev_loop_new", -ENOMEM);
+}
+
+static void bench_vols_close(struct bench *b)
+{
+	for (unsigned i = 0; i < b->nvols; i++)
+		store_vol_close(b->vols[i]);
+	b->nvols = 0;
+}
+
+static void bench_close(struct bench *b)
+{
+	int rc;
+
+	bench_vols_close(b);
+	rc = tl_pool_close(b->loop, b->pool);
+	if (rc)
+		die("store_pool_close", rc);
+	b->pool = NULL;
+}
+
+static void bench_fini(struct bench *b)
+{
+	if (b->pool)
+		bench_close(b);
+	ev_loop_destroy(b->loop);
+	if (!b->o->keep)
+		unlink(b->path);
+}
+
+/* Creates and opens n write-through volumes prefix00.. of bytes each. */
+static void bench_vols_create(struct bench *b, const char *prefix, unsigned n,
+                              uint64_t bytes)
+{
+	for (unsigned i = 0; i < n; i++) {
+		char name[64];
+		int rc;
+
+		snprintf(name, sizeof(name), "%s%02u", prefix, i);
+		rc = tl_vol_create(b->loop, b->pool, name, bytes / STORE_SECTOR, false);
+		if (rc == 0)
+			rc = store_vol_open(b->pool, name, &b->vols[i]);
+		if (rc)
+			die("creating a volume", rc);
+	}
+	b->nvols = n;
+}
+
+/* ---- the load generator --------------------------------------------------- */
+
+/* RANDOM: uniform over the volume, until stopped. SEQ: each volume once
+ * front to back, its writes shared by all its slots (one stream). STREAMS:
+ * each slot writes its own 1/qd of the volume front to back (qd streams
+ * per volume, like a file system writing many files). PERM: every block of
+ * each volume once, in random order. */
+enum pattern { PAT_RANDOM, PAT_SEQ, PAT_STREAMS, PAT_PERM };
+
+struct load;
+
+struct slot {
+	struct load *ld;
+	unsigned     vol;
+	uint64_t     next, end;     /* PAT_STREAMS: this slot's blocks */
+	struct iovec iov;
+	double       t0;
+};
+
+struct load {
+	struct store_vol **vols;
+	unsigned           nvols, qd;
+	uint32_t           bs;
+	enum pattern       pat;
+	uint64_t           vol_blocks;        /* bs-sized blocks per volume */
+	uint64_t           cursor[VOLS_MAX];  /* PAT_SEQ, PAT_PERM: blocks issued */
+	uint32_t          *perm[VOLS_MAX];    /* PAT_PERM: the order of blocks */
+	uint64_t           rng;
+	uint64_t           limit_bytes;       /* stop once this much is acked; 0: none */
+	bool               stopping;
+	int                inflight;
+	uint64_t           acked, acked_bytes, errors;
+	int                first_err;
+	double             lat_sum;           /* seconds, over acked writes */
+	struct slot       *slots;
+	char              *bufs;
+};
+
+static bool load_next_lba(struct load *ld, struct slot *s, uint64_t *lba)
+{
+	unsigned vol = s->vol;
+	uint64_t blk;
+
+	if (ld->pat == PAT_RANDOM) {
+		blk = tl_rand_below(&ld->rng, ld->vol_blocks);
+	} else if (ld->pat == PAT_STREAMS) {
+		if (s->next >= s->end)
+			return false;
+		blk = s->next++;
+	} else {
+		if (ld->cursor[vol] >= ld->vol_blocks)
+			return false;
+		blk = ld->cursor[vol]++;
+		if (ld->pat == PAT_PERM)
+			blk = ld->perm[vol][blk];
+	}
+	*lba = blk * (ld->bs / STORE_SECTOR);
+	return true;
+}
+
+static void slot_done(void *arg, int err);
+
+static void slot_issue(struct slot *s)
+{
+	struct load *ld = s->ld;
+	uint64_t lba;
+
+	if (ld->stopping || !load_next_lba(ld, s, &lba))
+		return;
+	s->t0 = now();
+	ld->inflight++;
+	store_vol_write(ld->vols[s->vol], lba, &s->iov, 1, 0, slot_done, s);
+}
+
+static void slot_done(void *arg, int err)
+{
+	struct slot *s = arg;
+	struct load *ld = s->ld;
+
+	ld->inflight--;
+	if (err) {
+		if (ld->errors++ == 0)
+			ld->first_err = err;
+		ld->stopping = true;    /* a full or failed pool: the figures would lie */
+		return;
+	}
+	ld->acked++;
+	ld->acked_bytes += ld->bs;
+	ld->lat_sum += now() - s->t0;
+	if (ld->limit_bytes && ld->acked_bytes >= ld->limit_bytes)
+		ld->stopping = true;
+	slot_issue(s);
+}
+
+/* Random bytes, so nothing below the store can win by seeing zeros. */
+static void fill_random(char *buf, size_t len, uint64_t *rng)
+{
+	for (size_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t x = tl_rand(rng);
+
+		memcpy(buf + i, &x, 8);
+	}
+}
+
+static void load_init(struct load *ld, struct bench *b, uint32_t bs, enum pattern pat,
+                      uint64_t vol_bytes)
+{
+	size_t nslots = (size_t)b->nvols * b->o->qd;
+
+	memset(ld, 0, sizeof(*ld));
+	ld->vols = b->vols;
+	ld->nvols = b->nvols;
+	ld->qd = b->o->qd;
+	ld->bs = bs;
+	ld->pat = pat;
+	ld->vol_blocks = vol_bytes / bs;
+	ld->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	ld->slots = calloc(nslots, sizeof(*ld->slots));
+	ld->bufs = xmalloc_aligned(nslots * bs);
+	if (!ld->slots)
+		die("allocating slots", -ENOMEM);
+	fill_random(ld->bufs, nslots * bs, &ld->rng);
+	for (size_t i = 0; i < nslots; i++) {
+		uint64_t stream = ld->vol_blocks / ld->qd, j = i % ld->qd;
+
+		ld->slots[i] = (struct slot){
+			.ld = ld, .vol = (unsigned)(i / ld->qd),
+			.next = j * stream, .end = (j + 1) * stream,
+			.iov = { .iov_base = ld->bufs + i * bs, .iov_len = bs },
+		};
+	}
+}
+
+/* PAT_PERM: each volume's blocks in a random order (Fisher-Yates). */
+static void load_make_perm(struct load *ld)
+{
+	for (unsigned v = 0; v < ld->nvols; v++) {
+		uint32_t *p = malloc(ld->vol_blocks * sizeof(*p));
+
+		if (!p || ld->vol_blocks > UINT32_MAX)
+			die("allocating a permutation", -ENOMEM);
+		for (uint64_t i = 0; i < ld->vol_blocks; i++)
+			p[i] = (uint32_t)i;
+		for (uint64_t i = ld->vol_blocks - 1; i > 0; i--) {
+			uint64_t j = tl_rand_below(&ld->rng, i + 1);
+			uint32_t t = p[i];
+
+			p[i] = p[j];
+			p[j] = t;
+		}
+		ld->perm[v] = p;
+	}
+}
+
+static void load_fini(struct load *ld)
+{
+	for (unsigned v = 0; v < ld->nvols; v++)
+		free(ld->perm[v]);
+	free(ld->slots);
+	free(ld->bufs);
+}
+
+static void load_start(struct load *ld)
+{
+	for (size_t i = 0; i < (size_t)ld->nvols * ld->qd; i++)
+		slot_issue(&ld->slots[i]);
+}
+
+/* Runs the loop until every issued write has completed (a fill runs dry, a
+ * timer or the byte limit sets stopping). With abandon, returns as soon as
+ * stopping is set, writes still in flight: the recovery child's crash. */
+static void load_run(struct load *ld, struct ev_loop *loop, bool abandon)
+{
+	load_start(ld);
+	while (ld->inflight > 0 && !(abandon && ld->stopping))
+		ev_run(loop, EVRUN_ONCE);
+}
+
+static void load_check(const struct load *ld, const char *what)
+{
+	if (ld->errors) {
+		fprintf(stderr, "store-bench: %s: %" PRIu64 " writes failed, the first "
+		        "with: %s\n", what, ld->errors, store_strerror(ld->first_err));
+		exit(1);
+	}
+}
+
+/* ---- a timed window --------------------------------------------------------- */
+
+struct snap {
+	double   t, cpu;
+	uint64_t acked, acked_bytes;
+	double   lat_sum;
+	struct store_pool_stats st;
+};
+
+struct window {
+	struct bench *b;
+	struct load  *ld;
+	ev_timer      timer;
+	struct snap   start, end;
+	bool          started;
+};
+
+static void snap_take(struct snap *s, const struct bench *b, const struct load *ld)
+{
+	s->t = now();
+	s->cpu = cpu_now();
+	s->acked = ld->acked;
+	s->acked_bytes = ld->acked_bytes;
+	s->lat_sum = ld->lat_sum;
+	store_pool_get_stats(b->pool, &s->st);
+}
+
+/* Fires at the end of the warm-up, then at the end of the window. */
+static void window_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct window *w = t->data;
+
+	(void)revents;
+	if (!w->started) {
+		snap_take(&w->start, w->b, w->ld);
+		w->started = true;
+		ev_timer_set(t, w->b->o->seconds, 0);
+		ev_timer_start(loop, t);
+		return;
+	}
+	snap_take(&w->end, w->b, w->ld);
+	w->ld->stopping = true;
+}
+
+static void window_run(struct window *w, struct bench *b, struct load *ld)
+{
+	memset(w, 0, sizeof(*w));
+	w->b = b;
+	w->ld = ld;
+	ev_now_update(b->loop);        /* the timer counts from now, not the last poll */
+	ev_timer_init(&w->timer, window_cb, b->o->warmup, 0);
+	w->timer.data = w;
+	ev_timer_start(b->loop, &w->timer);
+	load_run(ld, b->loop, false);
+	ev_timer_stop(b->loop, &w->timer);
+	load_check(ld, "timed writes");
+}
+
+/* ---- randwrite4k, randwrite64k ---------------------------------------------- */
+
+static double ratio(uint64_t a, uint64_t b)
+{
+	return b ? (double)a / (double)b : 0;
+}
+
+static void randwrite_print(const struct window *w, struct bench *b, const char *test)
+{
+	const struct store_pool_stats *s0 = &w->start.st, *s1 = &w->end.st;
+	double secs = w->end.t - w->start.t;
+	uint64_t acked = w->end.acked - w->start.acked;
+	uint64_t bytes = w->end.acked_bytes - w->start.acked_bytes;
+	uint64_t sacked = s1->acked_writes - s0->acked_writes;
+	uint64_t batches = s1->batches - s0->batches, flushes = s1->flushes - s0->flushes;
+	struct out o;
+
+	out_begin(&o, b->o->json, test, s1->engine);
+	out_num(&o, "seconds", secs, 2);
+	out_num(&o, "writes", (double)acked, 0);
+	out_num(&o, "iops", acked / secs, 0);
+	out_num(&o, "mib_s", bytes / secs / MIB, 1);
+	out_num(&o, "lat_avg_ms", (w->end.lat_sum - w->start.lat_sum) / acked * 1e3, 3);
+	out_num(&o, "cpu_pct", (w->end.cpu - w->start.cpu) / secs * 100, 0);
+	out_num(&o, "batches", (double)batches, 0);
+	out_num(&o, "avg_dev_write_kib",
+	        ratio(s1->log_write_bytes - s0->log_write_bytes, batches) / KIB, 1);
+	out_num(&o, "flushes", (double)flushes, 0);
+	out_num(&o, "flushes_per_write", ratio(flushes, sacked), 5);
+	out_num(&o, "writes_per_flush", ratio(sacked, flushes), 1);
+	out_num(&o, "write_amp", ratio(s1->device_write_bytes - s0->device_write_bytes,
+	                               s1->host_write_bytes - s0->host_write_bytes), 3);
+	out_num(&o, "checkpoints", (double)(s1->checkpoints - s0->checkpoints), 0);
+	out_num(&o, "in_flight", (double)b->nvols * b->o->qd, 0);
+	out_end(&o);
+}
+
+static void test_randwrite(const struct opts *o, const char *dir, const char *test,
+                           uint32_t bs)
+{
+	struct bench b;
+	struct load ld;
+	struct window w;
+
+	bench_init(&b, o, dir, test, o->pool_gib ? o->pool_gib : 48);
+	bench_open_or_die(&b);
+	bench_vols_create(&b, "v", o->vols, o->vol_bytes);
+	load_init(&ld, &b, bs, PAT_RANDOM, o->vol_bytes);
+	window_run(&w, &b, &ld);
+	randwrite_print(&w, &b, test);
+	load_fini(&ld);
+	bench_fini(&b);
+}
+
+/* ---- mapmem ----------------------------------------------------------------- */
+
+/* Sum of mapped bytes and extents over the volumes named prefix*. */
+static void vols_mapped(struct store_pool *p, const char *prefix, uint64_t *bytes,
+                        uint64_t *extents)
+{
+	size_t n = store_vol_list(p, NULL, 0);
+	struct store_vol_info *vi = calloc(n ? n : 1, sizeof(*vi));
+
+	if (!vi)
+		die("store_vol_list", -ENOMEM);
+	n = store_vol_list(p, vi, n);
+	*bytes = *extents = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(vi[i].name, prefix, strlen(prefix)) != 0)
+			continue;
+		*bytes += vi[i].mapped_sectors * STORE_SECTOR;
+		*extents += vi[i].extents;
+	}
+	free(vi);
+}
+
+struct fill_result {
+	double   mib_s;
+	uint64_t mapped, extents;               /* from store_vol_list() */
+	uint64_t map_bytes, map_extents;        /* pool stats deltas */
+	const char *engine;
+};
+
+/* Writes every block of fresh volumes prefix00.. once, in pattern's order.
+ * Map figures are deltas, so an earlier fill's volumes do not count. */
+static void mapmem_fill(struct bench *b, const char *prefix, double gib, uint32_t bs,
+                        enum pattern pat, struct fill_result *r)
+{
+	uint64_t vol_bytes = ((uint64_t)(gib * GIB) / b->o->vols) / bs * bs;
+	struct store_pool_stats s0, s1;
+	struct load ld;
+	double t0;
+
+	if (vol_bytes < (uint64_t)bs * b->o->qd)
+		die("fill sizes: each volume needs at least qd writes", -EINVAL);
+	store_pool_get_stats(b->pool, &s0);
+	bench_vols_close(b);
+	bench_vols_create(b, prefix, b->o->vols, vol_bytes);
+	load_init(&ld, b, bs, pat, vol_bytes);
+	if (pat == PAT_PERM)
+		load_make_perm(&ld);
+	t0 = now();
+	load_run(&ld, b->loop, false);
+	r->mib_s = ld.acked_bytes / (now() - t0) / MIB;
+	load_check(&ld, "fill");
+	load_fini(&ld);
+	store_pool_get_stats(b->pool, &s1);
+	vols_mapped(b->pool, prefix, &r->mapped, &r->extents);
+	r->map_bytes = s1.map_bytes - s0.map_bytes;
+	r->map_extents = s1.map_extents - s0.map_extents;
+	r->engine = s1.engine;
+}
+
+static void mapmem_print(const struct opts *o, const char *fill, uint32_t bs,
+                         const struct fill_result *r)
+{
+	struct out out;
+
+	out_begin(&out, o->json, "mapmem", r->engine);
+	out_str(&out, "fill", fill);
+	out_num(&out, "write_kib", bs / (double)KIB, 0);
+	out_num(&out, "fill_mib_s", r->mib_s, 1);
+	out_num(&out, "mapped_gib", r->mapped / (double)GIB, 3);
+	out_num(&out, "extents", (double)r->extents, 0);
+	out_num(&out, "map_extents", (double)r->map_extents, 0);
+	out_num(&out, "map_bytes", (double)r->map_bytes, 0);
+	out_num(&out, "bytes_per_extent", ratio(r->map_bytes, r->map_extents), 2);
+	out_num(&out, "map_gib_per_tib", ratio(r->map_bytes, r->mapped) * TIB / GIB, 4);
+	out_num(&out, "extents_per_tib", ratio(r->extents, r->mapped) * TIB, 0);
+	out_end(&out);
+}
+
+static void test_mapmem(const struct opts *o, const char *dir)
+{
+	double need = (2 * o->seq_gib + o->rand_gib) * 1.25 + 2;
+	struct fill_result r;
+	struct bench b;
+
+	bench_init(&b, o, dir, "mapmem", o->pool_gib ? o->pool_gib : need > 32 ? need : 32);
+	bench_open_or_die(&b);
+	mapmem_fill(&b, "seq", o->seq_gib, o->seq_bs, PAT_SEQ, &r);
+	mapmem_print(o, "sequential", o->seq_bs, &r);
+	mapmem_fill(&b, "str", o->seq_gib, o->seq_bs, PAT_STREAMS, &r);
+	mapmem_print(o, "streams", o->seq_bs, &r);
+	mapmem_fill(&b, "rnd", o->rand_gib, STORE_BLOCK, PAT_PERM, &r);
+	mapmem_print(o, "random", STORE_BLOCK, &r);
+	bench_fini(&b);
+}
+
+/* ---- recovery --------------------------------------------------------------- */
+
+/* The child: a pool with fill_gib written sequentially and checkpointed, then
+ * log_gib of random 4 KiB writes after the checkpoint; it dies with writes
+ * in flight and the pool never closed. Checkpoints are pushed out of reach
+ * so that all of that log is left to replay. */
+static void recovery_child(struct bench *b)
+{
+	uint64_t vol_bytes = ((uint64_t)(b->o->fill_gib * GIB) / b->o->vols) & ~(MIB - 1);
+	struct load fill, lg;
+	int rc;
+
+	if (vol_bytes < (uint64_t)b->o->seq_bs * b->o->qd)
+		die("--fill-gib: each volume needs at least qd writes", -EINVAL);
+	b->ckpt_secs = 1u << 30;
+	b->ckpt_log_bytes = 1ull << 50;
+	bench_open_or_die(b);
+	bench_vols_create(b, "r", b->o->vols, vol_bytes);
+	load_init(&fill, b, b->o->seq_bs, PAT_SEQ, vol_bytes);
+	load_run(&fill, b->loop, false);
+	load_check(&fill, "child fill");
+	rc = tl_checkpoint(b->loop, b->pool);
+	if (rc)
+		die("store_pool_checkpoint (child)", rc);
+	load_init(&lg, b, STORE_BLOCK, PAT_RANDOM, vol_bytes);
+	lg.limit_bytes = (uint64_t)(b->o->log_gib * GIB);
+	load_run(&lg, b->loop, true);
+	load_check(&lg, "child log writes");
+	fflush(NULL);
+	_exit(0);
+}
+
+static void recovery_fork(struct bench *b)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		die("fork", -errno);
+	if (pid == 0) {
+		/* a fresh loop: the parent's must not be shared across fork */
+		b->loop = ev_loop_new(EVFLAG_AUTO);
+		recovery_child(b);
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "store-bench: the recovery child failed\n");
+		exit(1);
+	}
+}
+
+/* A dead process's io_uring lets go of its files (and so of the pool's
+ * flock) only when the kernel has torn the ring down, a moment after the
+ * process is reaped. Wait for the lock, so that the open is timed alone. */
+static double wait_unlocked(const char *path)
+{
+	double t0 = now();
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		die("opening the pool file", -errno);
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK || now() - t0 > 60)
+			die("waiting for the dead child's lock", -errno);
+		usleep(1000);
+	}
+	close(fd);
+	return now() - t0;
+}
+
+/* Seconds store_pool_open() took; *cpu: CPU seconds it used. */
+static double timed_open(struct bench *b, double *cpu)
+{
+	double t0 = now(), c0 = cpu_now();
+
+	bench_open_or_die(b);
+	*cpu = cpu_now() - c0;
+	return now() - t0;
+}
+
+struct recovery_result {
+	double lock_wait_s, replay_s, replay_cpu, close_s, open_s, open_cpu;
+	struct store_pool_stats replayed, restarted;   /* after each open */
+};
+
+static void recovery_print(const struct opts *o, const struct recovery_result *r)
+{
+	const struct store_pool_stats *st = &r->replayed;
+	struct out out;
+
+	out_begin(&out, o->json, "recovery", st->engine);
+	out_num(&out, "replayed_gib", st->replayed_bytes / (double)GIB, 3);
+	out_num(&out, "replayed_records", (double)st->replayed_records, 0);
+	out_num(&out, "lock_wait_s", r->lock_wait_s, 3);
+	out_num(&out, "replay_open_s", r->replay_s, 3);
+	out_num(&out, "replay_cpu_s", r->replay_cpu, 3);
+	out_num(&out, "replay_s_per_gib", r->replay_s / (st->replayed_bytes / (double)GIB), 3);
+	out_num(&out, "pool_gib", st->capacity_bytes / (double)GIB, 1);
+	out_num(&out, "used_gib", st->used_bytes / (double)GIB, 3);
+	out_num(&out, "used_pct", 100.0 * ratio(st->used_bytes, st->capacity_bytes), 1);
+	out_num(&out, "extents", (double)st->map_extents, 0);
+	out_num(&out, "close_s", r->close_s, 3);
+	out_num(&out, "open_s", r->open_s, 3);
+	out_num(&out, "open_cpu_s", r->open_cpu, 3);
+	out_num(&out, "restart_s", r->close_s + r->open_s, 3);
+	out_num(&out, "restart_replayed_mib", r->restarted.replayed_bytes / (double)MIB, 1);
+	out_end(&out);
+}
+
+static void test_recovery(const struct opts *o, const char *dir)
+{
+	double pool_gib = o->pool_gib ? o->pool_gib : ceil((o->fill_gib + o->log_gib) * 1.25 + 1);
+	struct recovery_result r;
+	struct bench b;
+	double t0;
+
+	bench_init(&b, o, dir, "recovery", pool_gib);
+	recovery_fork(&b);
+	r.lock_wait_s = wait_unlocked(b.path);
+	r.replay_s = timed_open(&b, &r.replay_cpu);
+	store_pool_get_stats(b.pool, &r.replayed);
+	t0 = now();
+	bench_close(&b);        /* clean: a checkpoint of everything */
+	r.close_s = now() - t0;
+	r.open_s = timed_open(&b, &r.open_cpu);
+	store_pool_get_stats(b.pool, &r.restarted);
+	recovery_print(o, &r);
+	bench_fini(&b);
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+static char own_dir[PATH_MAX];
+static pid_t own_dir_pid;
+
+static void own_dir_cleanup(void)
+{
+	if (own_dir[0] && getpid() == own_dir_pid && rmdir(own_dir) != 0)
+		fprintf(stderr, "store-bench: %s left behind: %s\n", own_dir, strerror(errno));
+}
+
+/* --dir, or a fresh directory under /var/tmp: /tmp may be tmpfs, which
+ * measures RAM and refuses O_DIRECT. */
+static const char *bench_dir(const struct opts *o)
+{
+	if (o->dir)
+		return o->dir;
+	snprintf(own_dir, sizeof(own_dir), "/var/tmp/store-bench-XXXXXX");
+	if (!mkdtemp(own_dir))
+		die("mkdtemp under /var/tmp", -errno);
+	own_dir_pid = getpid();        /* not the recovery child's to remove */
+	atexit(own_dir_cleanup);
+	return own_dir;
+}
+
+static bool want(const struct opts *o, const char *test)
+{
+	return !strcmp(o->test, "all") || !strcmp(o->test, test);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	const char *dir;
+
+	parse_args(&o, argc, argv);
+	if (!want(&o, "randwrite4k") && !want(&o, "randwrite64k") &&
+	    !want(&o, "mapmem") && !want(&o, "recovery")) {
+		usage(stderr);
+		return 2;
+	}
+	dir = bench_dir(&o);
+	if (want(&o, "randwrite4k"))
+		test_randwrite(&o, dir, "randwrite4k", 4096);
+	if (want(&o, "randwrite64k"))
+		test_randwrite(&o, dir, "randwrite64k", 64 * 1024);
+	if (want(&o, "mapmem"))
+		test_mapmem(&o, dir);
+	if (want(&o, "recovery"))
+		test_recovery(&o, dir);
+	return 0;
+}

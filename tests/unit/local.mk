@@ -1,0 +1,28 @@
+# tests/unit: cmocka unit tests of single parts of the store, each a check
+# program. tests/lib/pool_image.c reads and re-seals a raw pool image for the
+# tests that look at (or damage) the on-disk format; tests/lib/pool_damage.c
+# builds the damaged pools of the corruption tests and judges their recovery.
+check_PROGRAMS += tests/unit/test_map
+tests_unit_test_map_SOURCES = %reldir%/test_map.c
+tests_unit_test_map_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_map_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_format
+tests_unit_test_format_SOURCES = %reldir%/test_format.c \
+	tests/lib/pool_image.h tests/lib/pool_image.c
+tests_unit_test_format_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_format_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_corrupt
+tests_unit_test_corrupt_SOURCES = %reldir%/test_corrupt.c \
+	tests/lib/pool_image.h tests/lib/pool_image.c \
+	tests/lib/pool_damage.h tests/lib/pool_damage.c
+tests_unit_test_corrupt_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_corrupt_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_corrupt_crafted
+tests_unit_test_corrupt_crafted_SOURCES = %reldir%/test_corrupt_crafted.c \
+	tests/lib/pool_image.h tests/lib/pool_image.c \
+	tests/lib/pool_damage.h tests/lib/pool_damage.c
+tests_unit_test_corrupt_crafted_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_corrupt_crafted_LDADD = $(SL_TEST_LIBS)
