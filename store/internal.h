@@ -4,9 +4,11 @@
  * Durability invariants (tests cite them by number):
  *  D1  A write-through request completes only after the record holding its
  *      data and mapping has been written and the device flushed.
- *  D2  Records are written one batch at a time: batch n+1 is submitted only
- *      after batch n completed, so a flush covers every earlier record and
- *      replay never meets a valid record after a torn one.
+ *  D2  At most two batches are in flight, and the second only when both
+ *      flush: each is durable by its own flush. Batches complete, apply and
+ *      acknowledge strictly in seq order, so nothing is acknowledged while
+ *      an earlier record may still be lost. A batch without a flush
+ *      (write-back) is always alone in flight, so the next flush covers it.
  *  D3  Maps change only when a record's write has completed, in seq order, so
  *      a read never sees data that is not on the device.
  *  D4  A checkpoint captures the maps with no batch in flight, at log position
@@ -95,6 +97,8 @@ struct batch {
 	uint32_t          seg;
 	bool              flush;
 	bool              has_record;
+	bool              completed;    /* its I/O is done; waits for the one before */
+	uint64_t          covers;       /* newest record durable once its flush is done */
 	struct req_list   flushes;      /* REQ_FLUSH riding on this batch */
 	struct store_bio  bio;
 	struct iovec      iov;
@@ -138,8 +142,9 @@ struct store_pool {
 	uint64_t              next_seq;
 	uint32_t              cur_seg, cur_off, next_seg;
 	struct req_list       queue;    /* waiting to be sealed into a record */
-	struct batch          batch;
-	bool                  batch_inflight;
+	struct batch          batch[2];
+	uint32_t              inflight; /* batches submitted, not yet finished */
+	uint32_t              head;     /* index of the oldest of them */
 	bool                  dirty;    /* written records not yet flushed */
 	ev_prepare            prepare;  /* group commit: seal before the loop sleeps */
 

@@ -5,8 +5,9 @@
  * beforeSleep), everything queued is sealed into one record — header,
  * entries, data, CRC32C — and written with one device write and, when any of
  * it must be durable, one flush. While that batch is in flight the next one
- * grows, so batches get larger exactly when the load is heavy (D2: one batch
- * in flight at a time). The record format is in store/format.h.
+ * grows, so batches get larger exactly when the load is heavy; a second
+ * batch may go out while the first one's flush runs (D2). The record format
+ * is in store/format.h.
  *
  * Completion of a batch applies its entries to the maps in order (D3) and
  * completes the requests it finished: write-through ones after the flush
@@ -20,6 +21,7 @@
  * still use the reserve, so space can be freed.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -295,7 +297,8 @@ static void batch_submit(struct store_pool *p, struct batch *b)
 	}
 	if (b->flush)
 		p->st.flushes++;
-	p->batch_inflight = true;
+	b->completed = false;
+	p->inflight++;
 	p->be->ops->submit(p->be, &b->bio);
 }
 
@@ -338,9 +341,33 @@ static void batch_take_flushes(struct store_pool *p, struct batch *b)
 	STAILQ_CONCAT(&p->queue, &keep);
 }
 
-static void log_seal(struct store_pool *p)
+/* Bytes of record data the queue holds. */
+static uint64_t queue_bytes(const struct store_pool *p)
 {
-	struct batch *b = &p->batch;
+	const struct store_req *r;
+	uint64_t n = 0;
+
+	STAILQ_FOREACH(r, &p->queue, link)
+		n += req_data_sectors(r) * STORE_SECTOR + sizeof(struct fmt_rec_entry);
+	return n;
+}
+
+/* With the log idle and a deep queue, the first batch takes half of it so
+ * that the second can be written while the first one's flush runs (D2). */
+static size_t log_split_room(const struct store_pool *p, size_t room)
+{
+	uint64_t half = queue_bytes(p) / 2 + 2 * STORE_BLOCK;
+
+	if (p->inflight > 0 || half < (256u << 10) || half >= room)
+		return room;
+	return (size_t)half & ~(size_t)(STORE_BLOCK - 1);
+}
+
+/* Seals the queue into the next batch and submits it. False when nothing
+ * was submitted. */
+static bool log_seal(struct store_pool *p)
+{
+	struct batch *b = &p->batch[(p->head + p->inflight) % 2];
 	size_t room = log_room(p);
 	uint64_t data = 0;
 
@@ -350,15 +377,18 @@ static void log_seal(struct store_pool *p)
 	if (room && batch_reserve(b, room)) {
 		store_pool_fail(p, -ENOMEM, "log buffer");
 		log_fail_queue(p, STORE_EFAILED, false);
-		return;
+		return false;
 	}
 	if (room)
-		data = batch_pick(p, b, room);
+		data = batch_pick(p, b, log_split_room(p, room));
 	else
 		batch_take_flushes(p, b);
 	b->has_record = b->n > 0;
 	b->seg = p->cur_seg;
 	b->seq = p->next_seq;
+	if (p->inflight > 0)
+		b->flush = true;        /* D2: a batch beside another needs its own flush */
+	b->covers = b->has_record ? b->seq : p->last_seq;
 	if (b->has_record) {
 		batch_build(p, b, data);
 	} else if (!b->flush || !p->dirty) {
@@ -369,9 +399,10 @@ static void log_seal(struct store_pool *p)
 			STAILQ_REMOVE_HEAD(&b->flushes, link);
 			store_req_defer(p, r, 0);
 		}
-		return;
+		return false;
 	}
 	batch_submit(p, b);
+	return true;
 }
 
 /* ---- completion ------------------------------------------------------------ */
@@ -387,22 +418,19 @@ static void batch_finish_req(struct store_pool *p, struct store_req *r, int err)
 	store_req_complete(p, r, err);
 }
 
-static void log_batch_done(struct store_bio *bio)
+/* Applies and acknowledges a batch whose I/O is done and whose predecessors
+ * are finished (D2, D3). */
+static void batch_finish(struct store_pool *p, struct batch *b)
 {
-	struct store_pool *p = bio->owner;
-	struct batch *b = &p->batch;
-	int err = bio->result;
+	int err = b->bio.result;
 
-	p->batch_inflight = false;
 	if (err) {
 		store_pool_fail(p, err, "log write or flush");
 		err = STORE_EFAILED;
 	} else {
 		p->dirty = !b->flush;
-		if (b->flush && b->has_record)
-			p->flushed_seq = b->seq;
-		else if (b->flush)
-			p->flushed_seq = p->last_seq;
+		if (b->flush)
+			p->flushed_seq = b->covers;
 	}
 	for (uint32_t i = 0; i < b->n && !err; i++) {
 		struct batch_ent *be = &b->ents[i];
@@ -425,7 +453,22 @@ static void log_batch_done(struct store_bio *bio)
 		STAILQ_REMOVE_HEAD(&b->flushes, link);
 		store_req_complete(p, r, err);
 	}
-	if (p->failed)
+}
+
+static void log_batch_done(struct store_bio *bio)
+{
+	struct store_pool *p = bio->owner;
+	struct batch *b = (struct batch *)((char *)bio - offsetof(struct batch, bio));
+
+	b->completed = true;
+	while (p->inflight > 0 && p->batch[p->head].completed) {
+		struct batch *h = &p->batch[p->head];
+
+		p->head = (p->head + 1) % 2;
+		p->inflight--;
+		batch_finish(p, h);
+	}
+	if (p->failed && p->inflight == 0)
 		log_fail_queue(p, STORE_EFAILED, false);
 	if (p->log_bytes_since_ckpt >= p->ckpt_log_bytes)
 		p->ckpt_wanted = true;
@@ -434,20 +477,29 @@ static void log_batch_done(struct store_bio *bio)
 
 /* ---- the writer's watchers ------------------------------------------------ */
 
+/* A second batch may go out beside a flushing one, unless a checkpoint
+ * waits for the log to be still (D4). */
+static bool log_can_seal(const struct store_pool *p)
+{
+	if (p->inflight == 0)
+		return true;
+	return p->inflight == 1 && p->batch[p->head].flush && !p->ckpt_wanted;
+}
+
 void store_log_kick(struct store_pool *p)
 {
-	if (p->batch_inflight)
-		return;
 	if (p->failed) {
-		log_fail_queue(p, STORE_EFAILED, false);
+		if (p->inflight == 0)
+			log_fail_queue(p, STORE_EFAILED, false);
 		return;
 	}
-	if (p->ckpt_wanted && !p->ckpt)
+	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt)
 		store_ckpt_start(p);    /* D4: captured with no batch in flight */
-	if (!STAILQ_EMPTY(&p->queue))
-		log_seal(p);
+	while (!STAILQ_EMPTY(&p->queue) && log_can_seal(p))
+		if (!log_seal(p))
+			break;
 	/* sealing may have found the log needs a checkpoint to go on */
-	if (!p->batch_inflight && p->ckpt_wanted && !p->ckpt)
+	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt)
 		store_ckpt_start(p);
 }
 
@@ -496,6 +548,8 @@ void store_log_stop(struct store_pool *p)
 	}
 	if (ev_is_active(&p->deferred_w))
 		ev_idle_stop(p->loop, &p->deferred_w);
-	free(p->batch.buf);
-	free(p->batch.ents);
+	for (int i = 0; i < 2; i++) {
+		free(p->batch[i].buf);
+		free(p->batch[i].ents);
+	}
 }

@@ -22,6 +22,7 @@ struct crash_backend {
 	struct pending_write *unflushed, **tail;
 	uint64_t              submitted, cut, fail_from;
 	bool                  fired;
+	uint64_t              rng;          /* completion order */
 	struct ev_loop       *loop;
 	ev_idle               idle;
 	STAILQ_HEAD(, store_bio) queue;
@@ -119,16 +120,33 @@ static int cb_run(struct crash_backend *cb, struct store_bio *b)
 	return rc;
 }
 
+/* Bios in flight together complete in any order, as on a real device, and
+ * take effect when they complete: a flush covers the writes completed before
+ * it, not every write submitted before it. */
 static void cb_idle(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	struct crash_backend *cb = w->data;
+	struct store_bio *list[256];
+	int n = 0;
 
 	(void)revents;
-	ev_idle_stop(loop, w);
-	while (!STAILQ_EMPTY(&cb->queue)) {
-		struct store_bio *b = STAILQ_FIRST(&cb->queue);
-
+	while (!STAILQ_EMPTY(&cb->queue) && n < 256) {
+		list[n++] = STAILQ_FIRST(&cb->queue);
 		STAILQ_REMOVE_HEAD(&cb->queue, link);
+	}
+	if (STAILQ_EMPTY(&cb->queue))
+		ev_idle_stop(loop, w);
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)tl_rand_below(&cb->rng, (uint64_t)i + 1);
+		struct store_bio *t = list[i];
+
+		list[i] = list[j];
+		list[j] = t;
+	}
+	for (int i = 0; i < n; i++) {
+		struct store_bio *b = list[i];
+
+		b->result = b->pending ? -EIO : cb_run(cb, b);
 		b->done(b);
 	}
 }
@@ -143,8 +161,7 @@ static int cb_start(struct store_backend *be, struct ev_loop *loop)
 	return 0;
 }
 
-/* The bio's effect happens at submit (the device got it); its completion
- * is reported later. After the cut nothing reaches the media. */
+/* After the cut nothing more reaches the media: the bio fails. */
 static void cb_submit(struct store_backend *be, struct store_bio *b)
 {
 	struct crash_backend *cb = (struct crash_backend *)be;
@@ -152,10 +169,7 @@ static void cb_submit(struct store_backend *be, struct store_bio *b)
 	cb->submitted++;
 	if (cb->cut && cb->submitted >= cb->cut)
 		cb->fired = true;
-	if (cb->fired || (cb->fail_from && cb->submitted >= cb->fail_from))
-		b->result = -EIO;
-	else
-		b->result = cb_run(cb, b);
+	b->pending = cb->fired || (cb->fail_from && cb->submitted >= cb->fail_from);
 	STAILQ_INSERT_TAIL(&cb->queue, b, link);
 	if (!ev_is_active(&cb->idle))
 		ev_idle_start(cb->loop, &cb->idle);
@@ -199,6 +213,7 @@ struct crash_backend *crash_backend_create(uint64_t size, const uint8_t *image)
 		memcpy(cb->current, image, size);
 	}
 	cb->tail = &cb->unflushed;
+	cb->rng = 0x9e3779b97f4a7c15ull ^ size;
 	STAILQ_INIT(&cb->queue);
 	return cb;
 }
