@@ -71,6 +71,19 @@ static void log_fail_queue(struct store_pool *p, int err, bool writes_only)
 	STAILQ_CONCAT(&p->queue, &keep);
 }
 
+/* D5: a failed pool completes everything that waits, checkpoints too. */
+static void log_fail_all(struct store_pool *p)
+{
+	log_fail_queue(p, STORE_EFAILED, false);
+	while (!p->ckpt && !STAILQ_EMPTY(&p->ckpt_waiters)) {
+		struct store_req *r = STAILQ_FIRST(&p->ckpt_waiters);
+
+		STAILQ_REMOVE_HEAD(&p->ckpt_waiters, link);
+		store_req_defer(p, r, STORE_EFAILED);
+	}
+	p->ckpt_wanted = false;
+}
+
 /* ---- space -------------------------------------------------------------- */
 
 static bool log_has_dead_segments(const struct store_pool *p)
@@ -469,7 +482,7 @@ static void log_batch_done(struct store_bio *bio)
 		batch_finish(p, h);
 	}
 	if (p->failed && p->inflight == 0)
-		log_fail_queue(p, STORE_EFAILED, false);
+		log_fail_all(p);
 	if (p->log_bytes_since_ckpt >= p->ckpt_log_bytes)
 		p->ckpt_wanted = true;
 	store_log_kick(p);
@@ -490,7 +503,7 @@ void store_log_kick(struct store_pool *p)
 {
 	if (p->failed) {
 		if (p->inflight == 0)
-			log_fail_queue(p, STORE_EFAILED, false);
+			log_fail_all(p);
 		return;
 	}
 	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt)

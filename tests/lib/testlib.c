@@ -32,7 +32,7 @@ static double tl_now(void)
 
 int tl_wait(struct ev_loop *loop, struct tl_op *op)
 {
-	double end = tl_now() + 120;
+	double end = tl_now() + (getenv("TL_WAIT") ? atof(getenv("TL_WAIT")) : 120);
 
 	while (!op->done) {
 		ev_run(loop, EVRUN_ONCE);
@@ -46,7 +46,7 @@ int tl_wait(struct ev_loop *loop, struct tl_op *op)
 
 void tl_wait_count(struct ev_loop *loop, const int *pending)
 {
-	double end = tl_now() + 120;
+	double end = tl_now() + (getenv("TL_WAIT") ? atof(getenv("TL_WAIT")) : 120);
 
 	while (*pending > 0) {
 		ev_run(loop, EVRUN_ONCE);
