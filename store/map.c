@@ -471,11 +471,68 @@ void store_map_fini(struct store_map *m, store_map_free_fn *freed, void *arg)
 	m->root = NULL;
 }
 
+#define MAP_DEPTH_MAX 16
+
+/* The common write, in one walk down the tree: when [a, b) lies inside the
+ * key range of one unshared leaf with room for two more extents, the
+ * overlaps are trimmed and the new extent put in place there, and only the
+ * keys on the path above are touched. False when the general path must
+ * run (nothing has changed then). */
+static bool map_set_in_leaf(struct store_map *m, struct store_map_ext e, struct map_op *op)
+{
+	struct store_map_node *path[MAP_DEPTH_MAX], *n = m->root;
+	unsigned idx[MAP_DEPTH_MAX], depth = 0, i;
+	uint64_t a = e.lba, b = a + e.len, hi = UINT64_MAX;
+	struct store_map_node *split = NULL;
+
+	if (!n)
+		return false;
+	while (!n->leaf) {
+		if (n->refs != 1 || depth == MAP_DEPTH_MAX)
+			return false;
+		i = inner_find(n, a);
+		if (i + 1 < n->n)
+			hi = n->in.key[i + 1];
+		path[depth] = n;
+		idx[depth++] = i;
+		n = n->in.child[i];
+	}
+	if (n->refs != 1 || n->n + 2u > MAP_LEAF_CAP || b > hi || (n->n && a < n->ext[0].lba && depth))
+		return false;
+	i = leaf_find(n, a);
+	if (i < n->n && n->ext[i].lba < a && n->ext[i].lba + n->ext[i].len > b) {
+		/* a write inside one extent: keep its tail as an extent of its own */
+		struct store_map_ext c = n->ext[i], r = c;
+		struct map_op keep = { .m = m, .no_merge = true };
+
+		r.lba = b;
+		r.pba = c.pba + (b - c.lba);
+		r.len = c.lba + c.len - b;
+		n->ext[i].len = b - c.lba;
+		m->mapped -= r.len;
+		leaf_insert(n, r, false, &keep, &split);
+	}
+	leaf_remove(n, a, b, op, false);
+	leaf_insert(n, e, false, op, &split);
+	while (depth-- > 0 && path[depth]->in.key[idx[depth]] != node_min(n)) {
+		path[depth]->in.key[idx[depth]] = node_min(n);
+		if (idx[depth] != 0)
+			break;
+		n = path[depth];
+	}
+	return true;
+}
+
 int store_map_set(struct store_map *m, uint64_t lba, uint64_t len, uint64_t pba,
                   store_map_free_fn *freed, void *arg)
 {
 	struct map_op op = { .m = m, .freed = freed, .arg = arg };
-	int rc = map_remove(m, lba, lba + len, &op);
+	struct store_map_ext whole = { .lba = lba, .len = len, .pba = pba };
+	int rc;
+
+	if (len > 0 && len <= MAP_LEN_MAX && map_set_in_leaf(m, whole, &op))
+		return 0;
+	rc = map_remove(m, lba, lba + len, &op);
 
 	while (!rc && len > 0) {
 		uint64_t n = len < MAP_LEN_MAX ? len : MAP_LEN_MAX;

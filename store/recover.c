@@ -279,71 +279,95 @@ static void replay_advance(struct store_pool *p, const struct rhdr *cur)
 	p->log_bytes_since_ckpt += h->hdr_bytes + h->data_bytes;
 }
 
-/* Walks the chain from the root with one record of lookahead: a record whose
- * successor says a flush covered it was durable, so its data need not be
- * read (store_pool_check verifies old data); only the unvouched tail is
- * read and CRC-checked, which is where a torn write can be. */
-static int replay_walk(struct store_pool *p, const struct fmt_root *root, struct rhdr r[2],
-                       uint32_t *seg, uint32_t *off, uint32_t *next, uint64_t *prev)
+/* Reads the record after cur into nxt (nxt->valid false at the log's end). */
+static int replay_fill(struct store_pool *p, const struct rhdr *cur, struct rhdr *nxt)
 {
-	struct rhdr *cur = &r[0], *nxt = &r[1], *t;
-	int rc = replay_hdr_read(p, *seg, *off, *prev, cur);
+	int rc;
+
+	nxt->valid = false;
+	if (!cur->valid)
+		return 0;
+	rc = replay_hdr_next(p, cur, nxt);
+	return rc == STORE_ECORRUPT ? 0 : rc;
+}
+
+/* Does a record in the lookahead say a flush covered seq? */
+static bool replay_vouched(struct rhdr *const q[3], uint64_t seq)
+{
+	return (q[1]->valid && rh(q[1])->flushed_seq >= seq) ||
+	       (q[2]->valid && rh(q[2])->flushed_seq >= seq);
+}
+
+/* Walks the chain from the root with two records of lookahead (at most two
+ * batches are in flight, so the second record after a flushed one knows it
+ * was flushed: D2). A vouched record's data need not be read (store_pool_check
+ * verifies old data); only the unvouched tail is read and CRC-checked,
+ * which is where a torn write can be. */
+static int replay_walk(struct store_pool *p, struct rhdr r[3], uint32_t *seg,
+                       uint32_t *off, uint32_t *next, uint64_t *prev)
+{
+	struct rhdr *q[3] = { &r[0], &r[1], &r[2] }, *t;
+	int rc = replay_hdr_read(p, *seg, *off, *prev, q[0]);
 
 	if (rc == STORE_ECORRUPT && *off > 0)
-		rc = replay_hdr_read(p, *next, 0, *prev, cur);
-	while (rc == 0) {
-		const struct fmt_rec_hdr *h = rh(cur);
+		rc = replay_hdr_read(p, *next, 0, *prev, q[0]);
+	if (rc)
+		return rc == STORE_ECORRUPT ? 0 : rc;
+	if ((rc = replay_fill(p, q[0], q[1])) || (rc = replay_fill(p, q[1], q[2])))
+		return rc;
+	for (;;) {
+		const struct fmt_rec_hdr *h = rh(q[0]);
 
-		if (h->next_seg == cur->seg || p->segs[h->next_seg].state == SEG_CKPT ||
-		    p->segs[cur->seg].state == SEG_CKPT)
+		if (h->next_seg == q[0]->seg || p->segs[h->next_seg].state == SEG_CKPT ||
+		    p->segs[q[0]->seg].state == SEG_CKPT)
 			return STORE_ECORRUPT;
-		rc = replay_hdr_next(p, cur, nxt);
-		if (rc && rc != STORE_ECORRUPT)
-			return rc;
-		rc = replay_data(p, cur, nxt->valid && rh(nxt)->flushed_seq >= h->seq);
+		rc = replay_data(p, q[0], replay_vouched(q, h->seq));
 		if (rc)
 			return rc == STORE_ECORRUPT ? 0 : rc;   /* a torn last record ends the log */
-		rc = replay_entries(p, cur->buf, cur->seg, cur->off);
+		rc = replay_entries(p, q[0]->buf, q[0]->seg, q[0]->off);
 		if (rc)
 			return rc;
-		replay_advance(p, cur);
-		*seg = cur->seg;
-		*off = cur->off + h->hdr_bytes + h->data_bytes;
+		replay_advance(p, q[0]);
+		*seg = q[0]->seg;
+		*off = q[0]->off + h->hdr_bytes + h->data_bytes;
 		*next = h->next_seg;
 		*prev = h->seq;
-		if (!nxt->valid)
+		if (!q[1]->valid)
 			return 0;
-		t = cur;
-		cur = nxt;
-		nxt = t;
+		t = q[0];
+		q[0] = q[1];
+		q[1] = q[2];
+		q[2] = t;
+		rc = replay_fill(p, q[1], q[2]);
+		if (rc)
+			return rc;
 	}
-	(void)root;
-	return rc == STORE_ECORRUPT ? 0 : rc;
 }
 
 int store_log_replay(struct store_pool *p, const struct fmt_root *root)
 {
-	struct rhdr r[2] = { { .buf = store_alloc_aligned(HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES) },
-	                     { .buf = store_alloc_aligned(HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES) } };
+	const size_t cap = HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES;
+	struct rhdr r[3] = { { .buf = store_alloc_aligned(cap) }, { .buf = store_alloc_aligned(cap) },
+	                     { .buf = store_alloc_aligned(cap) } };
 	uint32_t seg = root->log_seg, off = root->log_off, next = root->next_seg;
 	uint64_t prev = root->log_seq;
 	int rc = -ENOMEM;
 
-	if (!r[0].buf || !r[1].buf)
+	if (!r[0].buf || !r[1].buf || !r[2].buf)
 		goto out;
 	rc = STORE_ECORRUPT;
 	if (p->segs[seg].state == SEG_CKPT || p->segs[next].state == SEG_CKPT)
 		goto out;
 	p->segs[seg].state = SEG_LOG;   /* the log tail needs these until the next checkpoint */
-	rc = replay_walk(p, root, r, &seg, &off, &next, &prev);
+	rc = replay_walk(p, r, &seg, &off, &next, &prev);
 	if (rc == 0)
 		rc = replay_check_end(p, seg, off, next, prev, r[0].buf, r[1].buf);
 	/* Make what was read back durable before new records vouch for it. */
 	if (rc == 0 && !p->read_only)
 		rc = p->be->ops->write_sync(p->be, NULL, 0, 0);
 out:
-	free(r[0].buf);
-	free(r[1].buf);
+	for (int i = 0; i < 3; i++)
+		free(r[i].buf);
 	if (rc) {
 		store_pool_logf(p, STORE_LOG_ERR, "the log after record %llu in segment %u is "
 		                "damaged, and records after it were durable: %s",
