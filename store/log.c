@@ -63,10 +63,15 @@ static void log_fail_queue(struct store_pool *p, int err, bool writes_only)
 		struct store_req *r = STAILQ_FIRST(&p->queue);
 
 		STAILQ_REMOVE_HEAD(&p->queue, link);
-		if (writes_only && r->type != REQ_WRITE)
+		if (writes_only && r->type != REQ_WRITE) {
 			STAILQ_INSERT_TAIL(&keep, r, link);
-		else
+		} else if (r->pieces > 0) {
+			/* part of it is in a batch in flight: that batch completes it */
+			r->err = err;
+			r->sealed = r->sectors;
+		} else {
 			store_req_defer(p, r, err);
+		}
 	}
 	STAILQ_CONCAT(&p->queue, &keep);
 }
@@ -424,6 +429,8 @@ static void batch_finish_req(struct store_pool *p, struct store_req *r, int err)
 {
 	if (--r->pieces > 0)
 		return;
+	if (!err)
+		err = r->err;           /* the queue failed the rest of it */
 	if (r->type == REQ_WRITE && r->sealed < r->sectors && !err)
 		return;                 /* the rest is still queued */
 	if (r->type == REQ_WRITE && r->sealed < r->sectors)
