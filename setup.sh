@@ -22,11 +22,13 @@ JOBS=${JOBS:-2}
 PACKAGES=(
 	# build
 	build-essential autoconf automake libtool pkg-config
-	libev-dev libjansson-dev libcmocka-dev liburing-dev libisal-dev
+	libev-dev libjansson-dev libcmocka-dev liburing-dev libisal-dev nettle-dev
 	# sanitizer and fuzzer trees, benchmarks, HTTP tests
-	clang libclang-rt-14-dev fio curl
-	# later issues: iSCSI clients and the reference target, the HTTP server
-	libiscsi-dev libiscsi-bin qemu-utils qemu-block-extra tgt libmicrohttpd-dev
+	clang libclang-rt-14-dev fio curl jq openssl python3-yaml
+	# the HTTP API and sluicectl
+	libmicrohttpd-dev libcurl4-openssl-dev
+	# later issues: iSCSI clients and the reference target
+	libiscsi-dev libiscsi-bin qemu-utils qemu-block-extra tgt
 )
 
 say() { printf '\n== %s\n' "$*"; }

@@ -94,6 +94,32 @@ static int cfg_api_token_set(struct cfg *c, const char *s, const char **why)
 	return cfg_copy(c->api_token, sizeof(c->api_token), s, why);
 }
 
+/* Absolute, because the background mode leaves the working directory;
+ * and checked now, so a typo fails at start-up with the key's name. */
+static int cfg_file_path_set(char *dst, const char *s, const char **why)
+{
+	char *abs = realpath(s, NULL);
+	int err;
+
+	if (!abs) {
+		*why = "is not an existing file";
+		return -EINVAL;
+	}
+	err = cfg_copy(dst, PATH_MAX, abs, why);
+	free(abs);
+	return err;
+}
+
+static int cfg_tls_cert_set(struct cfg *c, const char *s, const char **why)
+{
+	return cfg_file_path_set(c->tls_cert, s, why);
+}
+
+static int cfg_tls_key_set(struct cfg *c, const char *s, const char **why)
+{
+	return cfg_file_path_set(c->tls_key, s, why);
+}
+
 int cfg_addr_parse(const char *s, struct cfg_addr *out)
 {
 	const char *host = s, *port;
@@ -236,6 +262,16 @@ static int cfg_json_log_level(struct cfg *c, json_t *v, struct cfg_json_err *e)
 	return cfg_log_level_set(c, json_string_value(v), &e->why);
 }
 
+static int cfg_json_tls_cert(struct cfg *c, json_t *v, struct cfg_json_err *e)
+{
+	return cfg_tls_cert_set(c, json_string_value(v), &e->why);
+}
+
+static int cfg_json_tls_key(struct cfg *c, json_t *v, struct cfg_json_err *e)
+{
+	return cfg_tls_key_set(c, json_string_value(v), &e->why);
+}
+
 static int cfg_json_api_token(struct cfg *c, json_t *v, struct cfg_json_err *e)
 {
 	e->bad = NULL;                          /* a secret: do not log it */
@@ -298,6 +334,8 @@ static const struct cfg_key {
 	{ "segment_size",        JSON_INTEGER, cfg_json_segment_size },
 	{ "checkpoint_interval", JSON_INTEGER, cfg_json_checkpoint_interval },
 	{ "api_token",           JSON_STRING,  cfg_json_api_token },
+	{ "tls_cert",            JSON_STRING,  cfg_json_tls_cert },
+	{ "tls_key",             JSON_STRING,  cfg_json_tls_key },
 };
 #define CFG_KEYS_N (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
@@ -384,6 +422,10 @@ static int cfg_file_load(struct cfg *c, const char *path)
 	json_object_foreach(root, key, v) {
 		if (cfg_key_set(c, path, key, v) < 0)
 			rc = -EINVAL;           /* keep going: report every bad key */
+	}
+	if (rc == 0 && !c->tls_cert[0] != !c->tls_key[0]) {
+		log_error("config %s: \"tls_cert\" and \"tls_key\" go together", path);
+		rc = -EINVAL;
 	}
 out:
 	json_decref(root);

@@ -64,6 +64,8 @@ struct cfg {
 	uint32_t          segment_size;            /* bytes, at creation; 0: the store's */
 	uint32_t          checkpoint_interval;     /* seconds */
 	char              api_token[CFG_TOKEN_MAX + 1]; /* "": generate (mgmt/) */
+	char              tls_cert[PATH_MAX];      /* PEM; with tls_key: HTTPS. "": none */
+	char              tls_key[PATH_MAX];
 	bool              foreground;
 };
 

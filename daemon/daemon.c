@@ -140,6 +140,59 @@ static int daemon_signals_start(struct sluiced *d)
 	return 0;
 }
 
+static int daemon_mgmt_start(struct sluiced *d)
+{
+	struct mgmt_opts o = {
+		.loop      = d->loop,
+		.pool      = d->pool,
+		.host      = d->cfg.http_listen.host,
+		.port      = d->cfg.http_listen.port,
+		.data_dir  = d->cfg.data_dir,
+		.api_token = d->cfg.api_token,
+		.tls_cert  = d->cfg.tls_cert,
+		.tls_key   = d->cfg.tls_key,
+		.log       = log_store_cb,
+		.log_arg   = (void *)"http",
+	};
+	char addr[CFG_HOST_MAX + 16];
+	int err = mgmt_start(&o, &d->mgmt);
+
+	cfg_addr_format(&d->cfg.http_listen, addr, sizeof(addr));
+	if (err < 0) {
+		log_error("cannot start the HTTP API on %s: %s", addr, strerror(-err));
+		d->mgmt = NULL;
+		return err;
+	}
+	log_info("HTTP API on %s://%s/api/v1", d->cfg.tls_cert[0] ? "https" : "http",
+	         addr);
+	return 0;
+}
+
+/* After the pool is open: targets are read from its metadata at each
+ * login, so portals accept only once targets can be found. */
+static int daemon_iscsi_start(struct sluiced *d)
+{
+	struct iscsi_portal_addr addrs[CFG_LISTEN_MAX];
+	struct iscsi_srv_opts o = {
+		.portals  = addrs,
+		.nportals = d->cfg.iscsi_listen_n,
+		.log      = log_store_cb,
+		.log_arg  = (void *)"iscsi",
+	};
+	int err;
+
+	for (size_t i = 0; i < d->cfg.iscsi_listen_n; i++)
+		addrs[i] = (struct iscsi_portal_addr){ d->cfg.iscsi_listen[i].host,
+		                                       d->cfg.iscsi_listen[i].port };
+	err = iscsi_srv_create(d->loop, d->pool, &o, &d->iscsi);
+	if (err < 0) {
+		log_error("cannot start the iSCSI target: %s", strerror(-err));
+		d->iscsi = NULL;
+		return err;
+	}
+	return 0;
+}
+
 static const struct daemon_step {
 	const char     *name;
 	daemon_step_fn *run;
@@ -149,6 +202,8 @@ static const struct daemon_step {
 	{ "create loop",    daemon_loop_create },
 	{ "open pool",      daemon_pool_open },
 	{ "start signals",  daemon_signals_start },
+	{ "start iSCSI",    daemon_iscsi_start },
+	{ "start HTTP API", daemon_mgmt_start },
 };
 
 /* "a:1, [b]:2" into buf. */
@@ -170,7 +225,7 @@ static void daemon_addrs_format(const struct cfg_addr *a, size_t n, char *buf,
 static void daemon_ready_log(struct sluiced *d)
 {
 	struct store_pool_stats st;
-	char iscsi[1024], http[CFG_HOST_MAX + 16];
+	char iscsi[1024];
 
 	store_pool_get_stats(d->pool, &st);
 	log_info("ready: pool %s, engine %s, %" PRIu64 " volumes, %" PRIu64
@@ -178,9 +233,7 @@ static void daemon_ready_log(struct sluiced *d)
 	         st.used_bytes, st.capacity_bytes);
 	daemon_addrs_format(d->cfg.iscsi_listen, d->cfg.iscsi_listen_n, iscsi,
 	                    sizeof(iscsi));
-	cfg_addr_format(&d->cfg.http_listen, http, sizeof(http));
-	log_info("the iSCSI target and the HTTP API are not built yet; "
-	         "iscsi_listen %s and http_listen %s are kept for them", iscsi, http);
+	log_info("iSCSI portals %s", iscsi);
 }
 
 static void daemon_pool_closed_cb(void *arg, int err)
@@ -200,6 +253,43 @@ static void daemon_pool_closed_cb(void *arg, int err)
 	ev_break(d->loop, EVBREAK_ALL);
 }
 
+/* Last: the front ends hold volume handles until they have stopped. */
+static void daemon_pool_drain(struct sluiced *d)
+{
+	log_info("draining: closing the pool and writing a checkpoint");
+	store_pool_close(d->pool, daemon_pool_closed_cb, d);
+}
+
+static void daemon_mgmt_stopped_cb(void *arg, int err)
+{
+	struct sluiced *d = arg;
+
+	(void)err;
+	d->mgmt = NULL;
+	log_info("HTTP API stopped");
+	daemon_pool_drain(d);
+}
+
+static void daemon_http_drain(struct sluiced *d)
+{
+	if (d->mgmt) {
+		log_info("draining: stopping the HTTP API");
+		mgmt_stop(d->mgmt, daemon_mgmt_stopped_cb, d);
+		return;
+	}
+	daemon_pool_drain(d);
+}
+
+/* The initiators were asked to log out; their I/O has completed. */
+static void daemon_iscsi_stopped_cb(void *arg, int err)
+{
+	struct sluiced *d = arg;
+
+	(void)err;
+	d->iscsi = NULL;
+	daemon_http_drain(d);
+}
+
 void daemon_drain(struct sluiced *d)
 {
 	if (d->draining) {
@@ -207,9 +297,12 @@ void daemon_drain(struct sluiced *d)
 		return;
 	}
 	d->draining = true;
-	/* No front ends yet: the pool's own queue is all that is in flight. */
-	log_info("draining: closing the pool and writing a checkpoint");
-	store_pool_close(d->pool, daemon_pool_closed_cb, d);
+	if (d->iscsi) {
+		log_info("draining: stopping the iSCSI target");
+		iscsi_srv_stop(d->iscsi, daemon_iscsi_stopped_cb, d);
+		return;
+	}
+	daemon_http_drain(d);
 }
 
 /* Undoes whatever start-up did; also the normal exit path. */

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 
 #include "daemon/config.h"
+#include "iscsi/iscsi.h"
+#include "mgmt/mgmt.h"
 #include "store/store.h"
 
 /* Exit statuses of sluiced and sluice-fsck. */
@@ -25,6 +27,8 @@ struct sluiced {
 	struct ev_loop    *loop;
 	struct cfg         cfg;         /* effective configuration, after flags */
 	struct store_pool *pool;
+	struct mgmt_srv   *mgmt;        /* the HTTP API; NULL until started */
+	struct iscsi_srv  *iscsi;       /* the iSCSI target; NULL until started */
 	char               pool_path[PATH_MAX];
 	ev_signal          sig_term, sig_int;
 	bool               draining;

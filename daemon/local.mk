@@ -10,6 +10,8 @@ libsl_daemon_a_SOURCES = \
 
 sbin_PROGRAMS += sluiced sluice-fsck
 sluiced_SOURCES = %reldir%/main.c
-sluiced_LDADD = $(SL_DAEMON_LIBS)
+# libsl_daemon.a starts the HTTP API and the iSCSI target: their libraries
+# come after it
+sluiced_LDADD = libsl_daemon.a $(SL_MGMT_LIBS) $(SL_ISCSI_LIBS) $(SL_DAEMON_LIBS)
 sluice_fsck_SOURCES = %reldir%/fsck.c
 sluice_fsck_LDADD = $(SL_DAEMON_LIBS)

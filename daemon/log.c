@@ -144,8 +144,7 @@ void log_store_cb(void *arg, enum store_log_level level, const char *msg)
 		[STORE_LOG_DEBUG] = LOG_LEVEL_DEBUG,
 	};
 
-	(void)arg;
 	if ((unsigned)level >= sizeof(from_store) / sizeof(from_store[0]))
 		level = STORE_LOG_ERR;
-	log_msg(from_store[level], "store: %s", msg);
+	log_msg(from_store[level], "%s: %s", arg ? (const char *)arg : "store", msg);
 }

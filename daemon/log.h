@@ -44,7 +44,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 int log_level_parse(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level level);
 
-/* store_pool_opts.log: forwards the store's messages ("store: ..."). */
+/* store_pool_opts.log: forwards the store's messages ("store: ..."). Also
+ * mgmt_opts.log, with a prefix string as arg ("http: ..."). */
 store_log_fn log_store_cb;
 
 #endif

@@ -34,3 +34,5 @@ EXTRA_DIST += %reldir%/check-layering.sh
 
 TESTS += %reldir%/integration/daemon-smoke.sh
 EXTRA_DIST += %reldir%/integration/daemon-smoke.sh
+include tests/integration/local.mk
+include tests/iscsi.mk

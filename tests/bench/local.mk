@@ -6,3 +6,4 @@ noinst_PROGRAMS += tests/bench/store-bench
 tests_bench_store_bench_SOURCES = %reldir%/store-bench.c
 tests_bench_store_bench_LDADD = libsl_testlib.a $(SL_STORE_LIBS) -lm
 EXTRA_DIST += %reldir%/run-store-bench.sh
+EXTRA_DIST += %reldir%/mgmt-bench.sh

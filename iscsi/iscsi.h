@@ -1,0 +1,61 @@
+/* iscsi/iscsi.h: the whole public interface of sluice's iSCSI target.
+ *
+ * An RFC 7143 target serving SPC-4/SBC-3 logical units over the volumes of
+ * one store pool. Targets are not configured here: each login reads the
+ * pool's metadata key "target/<iqn>" (JSON, written by mgmt/):
+ *
+ *   {"iqn": "iqn.2024-01.org.example:db",
+ *    "luns": [{"lun": 0, "volume": "db1"}],
+ *    "allow": ["*"] or ["iqn.1993-08.org.debian:01:host1", ...],
+ *    "chap": null or {"user", "secret", "mutual_user", "mutual_secret"}}
+ *
+ * so a change applies to the next login at once, and a session keeps the
+ * LUN map it logged in with.
+ *
+ * Threading: like the store, the server runs on the loop given to
+ * iscsi_srv_create() (the pool's loop) and must only be called there.
+ */
+#ifndef SLUICE_ISCSI_H
+#define SLUICE_ISCSI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct ev_loop;
+struct iscsi_srv;               /* opaque: listeners, connections, sessions */
+
+#define ISCSI_PORTALS_MAX       16
+#define ISCSI_META_PREFIX       "target/"       /* metadata key of a target */
+
+struct iscsi_portal_addr {
+	const char *host;       /* "0.0.0.0", "::", "127.0.0.1", "fe80::1"; no brackets */
+	uint16_t    port;       /* 0: any free port (see iscsi_srv_port()) */
+};
+
+struct iscsi_srv_opts {
+	/* Each address is one portal with its own portal group, tag 1, 2, ... */
+	const struct iscsi_portal_addr *portals;
+	size_t        nportals;
+	unsigned      nop_interval_secs;  /* idle time before a NOP-In ping; 0: 10 */
+	unsigned      nop_timeout_secs;   /* no answer for this long drops it; 0: 30 */
+	unsigned      logout_grace_secs;  /* stop: wait for logouts this long; 0: 2 */
+	store_log_fn *log;                /* may be NULL */
+	void         *log_arg;
+};
+
+/* Listens on every portal of o (copied) and serves the pool p, which must
+ * stay open until iscsi_srv_stop() has called back. *out is set only on 0;
+ * on failure no portal is left listening. */
+int  iscsi_srv_create(struct ev_loop *loop, struct store_pool *p,
+                      const struct iscsi_srv_opts *o, struct iscsi_srv **out);
+/* The port portal i listens on (useful with port 0). */
+uint16_t iscsi_srv_port(const struct iscsi_srv *s, size_t i);
+/* Stops listening, asks every logged-in initiator to log out (Async
+ * Message), waits logout_grace_secs, then drops the rest, waits for the
+ * store I/O they started, closes every volume handle, frees s and calls
+ * done(arg, 0) on the loop, never from inside this call. */
+void iscsi_srv_stop(struct iscsi_srv *s, store_done_fn *done, void *arg);
+
+#endif

@@ -1,0 +1,462 @@
+/* iscsi/sbc.c: SBC-3 block commands over a store volume: READ/WRITE
+ * (6/10/12/16), WRITE AND VERIFY, VERIFY, SYNCHRONIZE CACHE, PRE-FETCH,
+ * READ CAPACITY(10/16), GET LBA STATUS, UNMAP, WRITE SAME(10/16), SANITIZE
+ * (block erase) and READ DEFECT DATA.
+ *
+ * Logical blocks are 512 bytes, the store's sector; the physical block is
+ * the store's 4 KiB (LBPPBE 3). Decoders run once, before any data moves:
+ * they set t->req and t->xfer (the bytes the CDB transfers) and check the
+ * range, so an out-of-range WRITE is refused before its data is solicited.
+ * Store calls complete asynchronously; their errors become sense through
+ * scsi_sense_store() only.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iscsi/scsi.h"
+
+#define SBC_WS_CHUNK_BLOCKS     2048u   /* WRITE SAME writes 1 MiB at a time */
+
+static uint32_t get16(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 8 | p[1];
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t be;
+
+	memcpy(&be, p, 4);
+	return be32toh(be);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t be;
+
+	memcpy(&be, p, 8);
+	return be64toh(be);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	uint32_t be = htobe32(v);
+
+	memcpy(p, &be, 4);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	uint64_t be = htobe64(v);
+
+	memcpy(p, &be, 8);
+}
+
+static struct store_vol *sbc_vol(const struct scsi_task *t)
+{
+	return t->itl->lu->vol;
+}
+
+static int sbc_lba_range(struct scsi_task *t, uint64_t lba, uint64_t n)
+{
+	uint64_t blocks = scsi_lu_blocks(t->itl->lu);
+
+	if (lba > blocks || n > blocks - lba)
+		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE), 1;
+	return 0;
+}
+
+/* The part every read/write-like CDB shares; len_byte points at the
+ * TRANSFER LENGTH field for the sense key specific data. */
+static int sbc_decode(struct scsi_task *t, uint64_t lba, uint32_t n, unsigned len_byte)
+{
+	scsi_exec_fn *exec = t->desc->exec;
+	unsigned bytchk = (t->cdb[1] >> 1) & 3;
+
+	t->req.lba = lba;
+	t->req.nblocks = n;
+	t->req.flags = (t->cdb[1] & 0x08 ? SCSI_RQ_FUA : 0) | (t->cdb[1] & 0x10 ? SCSI_RQ_DPO : 0);
+	if (exec == sbc_sync_cache && n == 0)   /* SBC-3 5.22: to the end */
+		return sbc_lba_range(t, lba, 0);
+	if (n > SCSI_MAX_XFER_BLOCKS && exec != sbc_sync_cache)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, (uint16_t)len_byte, 7), 1;
+	if (exec == sbc_verify && bytchk == 2)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 1, 2), 1;
+	if (sbc_lba_range(t, lba, n))
+		return 1;
+	if (exec == sbc_read || exec == sbc_write)
+		t->xfer = n * SCSI_BLOCK;
+	else if (exec == sbc_verify)
+		t->xfer = bytchk == 0 ? 0 : bytchk == 1 ? n * SCSI_BLOCK : (n ? SCSI_BLOCK : 0);
+	if (exec == sbc_verify && bytchk)
+		t->req.flags |= SCSI_RQ_BYTCHK;
+	return 0;
+}
+
+int sbc_decode_rw6(struct scsi_task *t)
+{
+	uint32_t lba = (uint32_t)(t->cdb[1] & 0x1f) << 16 | get16(t->cdb + 2);
+
+	return sbc_decode(t, lba, t->cdb[4] ? t->cdb[4] : 256, 4);     /* 0 means 256 */
+}
+
+int sbc_decode_rw10(struct scsi_task *t)
+{
+	return sbc_decode(t, get32(t->cdb + 2), get16(t->cdb + 7), 7);
+}
+
+int sbc_decode_rw12(struct scsi_task *t)
+{
+	return sbc_decode(t, get32(t->cdb + 2), get32(t->cdb + 6), 6);
+}
+
+int sbc_decode_rw16(struct scsi_task *t)
+{
+	return sbc_decode(t, get64(t->cdb + 2), get32(t->cdb + 10), 10);
+}
+
+/* Completions */
+
+static void sbc_read_done(void *arg, int err)
+{
+	struct scsi_task *t = arg;
+
+	if (err < 0)
+		scsi_sense_store(t, err, false);
+	else
+		scsi_good(t);
+	if (err == 0)
+		t->data_in = t->buf.len;
+	scsi_task_async_done(t);
+}
+
+static void sbc_write_done(void *arg, int err)
+{
+	struct scsi_task *t = arg;
+
+	if (err < 0)
+		scsi_sense_store(t, err, true);
+	else
+		scsi_good(t);
+	scsi_task_async_done(t);
+}
+
+/* READ (SBC-3 5.8-5.11): only what the EDTL can carry is read. */
+int sbc_read(struct scsi_task *t)
+{
+	uint32_t bytes = t->req.nblocks * SCSI_BLOCK;
+	uint32_t room = (t->edtl + SCSI_BLOCK - 1) / SCSI_BLOCK * SCSI_BLOCK;
+
+	bytes = bytes < room ? bytes : room;
+	if (bytes == 0)
+		return scsi_good(t);
+	if (scsi_buf_init(&t->buf, bytes, t->buf.acct) < 0 || scsi_buf_alloc_all(&t->buf, false) < 0)
+		return scsi_sense_store(t, -ENOMEM, false);
+	store_vol_read(sbc_vol(t), t->req.lba, t->buf.iov, (int)t->buf.n, sbc_read_done, t);
+	return SCSI_ASYNC;
+}
+
+/* WRITE, WRITE AND VERIFY (SBC-3 5.32-5.40): whole blocks of what came. */
+int sbc_write(struct scsi_task *t)
+{
+	uint32_t bytes = t->data_out / SCSI_BLOCK * SCSI_BLOCK;
+	unsigned flags = (t->req.flags & SCSI_RQ_FUA) ? STORE_WRITE_FUA : 0;
+	int iovcnt;
+
+	if (bytes == 0)
+		return scsi_good(t);
+	/* WRITE AND VERIFY: verified on the medium, so durable first */
+	if (t->cdb[0] == SCSI_WRITE_VERIFY_10 || t->cdb[0] == SCSI_WRITE_VERIFY_12 ||
+	    t->cdb[0] == SCSI_WRITE_VERIFY_16)
+		flags = STORE_WRITE_FUA;
+	t->iov = scsi_buf_iov(&t->buf, 0, bytes, &iovcnt);
+	if (!t->iov)
+		return scsi_sense_store(t, -ENOMEM, true);
+	store_vol_write(sbc_vol(t), t->req.lba, t->iov, iovcnt, flags, sbc_write_done, t);
+	return SCSI_ASYNC;
+}
+
+/* VERIFY (SBC-3 5.27-5.30): BYTCHK 01b compares the data-out with the
+ * medium, 11b compares one block with each; MISCOMPARE names the offset. */
+static void sbc_verify_done(void *arg, int err)
+{
+	struct scsi_task *t = arg;
+	const uint8_t *medium = t->priv;
+	bool one = ((t->cdb[1] >> 1) & 3) == 3;
+	uint8_t want[SCSI_BLOCK];
+
+	if (err < 0) {
+		scsi_sense_store(t, err, false);
+		goto out;
+	}
+	scsi_good(t);
+	for (uint64_t off = 0; off < (uint64_t)t->req.nblocks * SCSI_BLOCK; off += SCSI_BLOCK) {
+		scsi_buf_copy_out(&t->buf, one ? 0 : (uint32_t)off, want, SCSI_BLOCK);
+		if (memcmp(want, medium + off, SCSI_BLOCK) == 0)
+			continue;
+		for (uint32_t i = 0; i < SCSI_BLOCK; i++)
+			if (want[i] != medium[off + i]) {
+				scsi_sense_info(t, SCSI_SK_MISCOMPARE, SCSI_ASC_MISCOMPARE_VERIFY,
+				                off + i);
+				break;
+			}
+		break;
+	}
+out:
+	free(t->priv);
+	t->priv = NULL;
+	scsi_task_async_done(t);
+}
+
+int sbc_verify(struct scsi_task *t)
+{
+	uint32_t bytes = t->req.nblocks * SCSI_BLOCK;
+
+	if (!(t->req.flags & SCSI_RQ_BYTCHK) || bytes == 0)
+		return scsi_good(t);            /* the store has no unreadable blocks */
+	if (t->data_out < t->xfer)
+		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
+	t->priv = malloc(bytes);
+	t->iov = calloc(1, sizeof(*t->iov));
+	if (!t->priv || !t->iov)
+		return scsi_sense_store(t, -ENOMEM, false);
+	t->iov[0] = (struct iovec){ t->priv, bytes };
+	store_vol_read(sbc_vol(t), t->req.lba, t->iov, 1, sbc_verify_done, t);
+	return SCSI_ASYNC;
+}
+
+/* SYNCHRONIZE CACHE (SBC-3 5.22, 5.23): everything, not just the range. */
+int sbc_sync_cache(struct scsi_task *t)
+{
+	store_vol_flush(sbc_vol(t), sbc_write_done, t);
+	return SCSI_ASYNC;
+}
+
+/* PRE-FETCH (SBC-3 5.6): nothing is cached ahead, so GOOD (not CONDITION
+ * MET); the range was checked by the decoder. */
+int sbc_prefetch(struct scsi_task *t)
+{
+	return scsi_good(t);
+}
+
+/* READ CAPACITY (SBC-3 5.15, 5.16) */
+int sbc_read_capacity10(struct scsi_task *t)
+{
+	uint64_t last = scsi_lu_blocks(t->itl->lu) - 1;
+	uint8_t d[8];
+
+	if (!(t->cdb[8] & 0x01) && get32(t->cdb + 2) != 0)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 2, 7);
+	put32(d, last > 0xffffffffu ? 0xffffffffu : (uint32_t)last);
+	put32(d + 4, SCSI_BLOCK);
+	return scsi_data_in(t, d, sizeof(d), sizeof(d));
+}
+
+int sbc_read_capacity16(struct scsi_task *t)
+{
+	uint8_t d[32] = { 0 };
+
+	put64(d, scsi_lu_blocks(t->itl->lu) - 1);
+	put32(d + 8, SCSI_BLOCK);
+	d[13] = 3;                      /* LBPPBE: 8 logical blocks per 4 KiB */
+	d[14] = 0x80 | 0x40;            /* LBPME, LBPRZ */
+	return scsi_data_in(t, d, sizeof(d), get32(t->cdb + 10));
+}
+
+/* GET LBA STATUS (SBC-3 5.5): the store's public interface says how much
+ * of a volume is mapped, not where, so the rest of the volume is one
+ * extent: deallocated (1) when nothing is mapped, else "mapped or unknown"
+ * (0), which SBC-3 allows. */
+int sbc_get_lba_status(struct scsi_task *t)
+{
+	uint64_t lba = get64(t->cdb + 2), blocks = scsi_lu_blocks(t->itl->lu);
+	struct store_vol_info info;
+	uint8_t d[24] = { 0 };
+
+	if (lba >= blocks)
+		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
+	store_vol_get_info(sbc_vol(t), &info);
+	put32(d, 20);
+	put64(d + 8, lba);
+	put32(d + 16, blocks - lba > 0xffffffffu ? 0xffffffffu : (uint32_t)(blocks - lba));
+	d[20] = info.mapped_sectors == 0 ? 0x01 : 0x00;
+	return scsi_data_in(t, d, sizeof(d), get32(t->cdb + 10));
+}
+
+/* UNMAP (SBC-3 5.25): every descriptor is checked before any is done. */
+int sbc_decode_unmap(struct scsi_task *t)
+{
+	t->xfer = get16(t->cdb + 7);
+	return 0;
+}
+
+static void sbc_unmap_next(void *arg, int err)
+{
+	struct scsi_task *t = arg;
+	uint8_t desc[16];
+
+	if (err < 0) {
+		scsi_sense_store(t, err, true);
+		scsi_task_async_done(t);
+		return;
+	}
+	while (t->pos < t->end) {
+		uint32_t n;
+
+		scsi_buf_copy_out(&t->buf, (uint32_t)(8 + 16 * t->pos++), desc, 16);
+		n = get32(desc + 8);
+		if (n) {
+			store_vol_unmap(sbc_vol(t), get64(desc), n, sbc_unmap_next, t);
+			return;
+		}
+	}
+	scsi_good(t);
+	scsi_task_async_done(t);
+}
+
+int sbc_unmap(struct scsi_task *t)
+{
+	uint8_t hdr[8], desc[16];
+	uint32_t ndesc;
+	uint64_t total = 0;
+
+	if (t->data_out == 0)
+		return scsi_good(t);
+	if (t->data_out < 8)
+		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
+	scsi_buf_copy_out(&t->buf, 0, hdr, 8);
+	ndesc = get16(hdr + 2) / 16;
+	if (8 + 16 * ndesc > t->data_out)
+		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
+	if (ndesc > SCSI_MAX_UNMAP_DESCS)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_PARAM,
+		                        false, 2, 7);
+	for (uint32_t i = 0; i < ndesc; i++) {
+		scsi_buf_copy_out(&t->buf, 8 + 16 * i, desc, 16);
+		total += get32(desc + 8);
+		if (sbc_lba_range(t, get64(desc), get32(desc + 8)))
+			return SCSI_DONE;
+	}
+	if (total > SCSI_MAX_UNMAP_BLOCKS)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_PARAM,
+		                        false, 8, 7);
+	t->pos = 0;
+	t->end = ndesc;
+	sbc_unmap_next(t, 0);
+	return SCSI_ASYNC;
+}
+
+/* WRITE SAME (SBC-3 5.41, 5.42): the UNMAP bit, zeros or NDOB unmap, and
+ * the store reads unmapped blocks back as zeros (LBPRZ); any other pattern
+ * is written 1 MiB at a time from one buffer. */
+static int sbc_decode_ws(struct scsi_task *t, uint64_t lba, uint32_t n, unsigned len_byte)
+{
+	t->req.lba = lba;
+	t->req.nblocks = n;
+	t->req.flags = (t->cdb[1] & 0x08 ? SCSI_RQ_UNMAP : 0) |
+	               (t->cdb[0] == SCSI_WRITE_SAME_16 && (t->cdb[1] & 0x01) ? SCSI_RQ_NDOB : 0);
+	if (sbc_lba_range(t, lba, n))
+		return 1;
+	/* WSNZ=0: no blocks means up to the end of the medium (SBC-3 5.41),
+	 * which MAXIMUM WRITE SAME LENGTH limits like any other count */
+	if ((n ? n : scsi_lu_blocks(t->itl->lu) - lba) > SCSI_MAX_WS_BLOCKS)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, (uint16_t)len_byte, 7), 1;
+	t->xfer = (t->req.flags & SCSI_RQ_NDOB) ? 0 : SCSI_BLOCK;
+	/* the data-out is exactly one block (SBC-3 5.42) */
+	if (t->edtl != t->xfer)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, (uint16_t)len_byte, 7), 1;
+	return 0;
+}
+
+int sbc_decode_ws10(struct scsi_task *t)
+{
+	return sbc_decode_ws(t, get32(t->cdb + 2), get16(t->cdb + 7), 7);
+}
+
+int sbc_decode_ws16(struct scsi_task *t)
+{
+	return sbc_decode_ws(t, get64(t->cdb + 2), get32(t->cdb + 10), 10);
+}
+
+static void sbc_ws_next(void *arg, int err)
+{
+	struct scsi_task *t = arg;
+	uint64_t n;
+
+	if (err < 0 || t->pos >= t->end) {
+		free(t->priv);
+		t->priv = NULL;
+		sbc_write_done(t, err);
+		return;
+	}
+	n = t->end - t->pos < SBC_WS_CHUNK_BLOCKS ? t->end - t->pos : SBC_WS_CHUNK_BLOCKS;
+	t->iov[0].iov_len = n * SCSI_BLOCK;
+	t->pos += n;
+	store_vol_write(sbc_vol(t), t->pos - n, t->iov, 1, 0, sbc_ws_next, t);
+}
+
+int sbc_write_same(struct scsi_task *t)
+{
+	static const uint8_t zero[SCSI_BLOCK];
+	uint8_t block[SCSI_BLOCK] = { 0 };
+	uint64_t chunk, n = t->req.nblocks;
+
+	if (n == 0)     /* up to the end of the medium */
+		n = scsi_lu_blocks(t->itl->lu) - t->req.lba;
+	if (n == 0)
+		return scsi_good(t);
+	if (!(t->req.flags & SCSI_RQ_NDOB))
+		scsi_buf_copy_out(&t->buf, 0, block, t->data_out < SCSI_BLOCK ? t->data_out : SCSI_BLOCK);
+	if ((t->req.flags & SCSI_RQ_UNMAP) || memcmp(block, zero, SCSI_BLOCK) == 0) {
+		store_vol_unmap(sbc_vol(t), t->req.lba, n, sbc_write_done, t);
+		return SCSI_ASYNC;
+	}
+	chunk = n < SBC_WS_CHUNK_BLOCKS ? n : SBC_WS_CHUNK_BLOCKS;
+	t->priv = malloc((size_t)chunk * SCSI_BLOCK);
+	t->iov = calloc(1, sizeof(*t->iov));
+	if (!t->priv || !t->iov)
+		return scsi_sense_store(t, -ENOMEM, true);
+	for (uint32_t i = 0; i < chunk; i++)
+		memcpy((uint8_t *)t->priv + (size_t)i * SCSI_BLOCK, block, SCSI_BLOCK);
+	t->iov[0].iov_base = t->priv;
+	t->pos = t->req.lba;
+	t->end = t->req.lba + n;
+	sbc_ws_next(t, 0);
+	return SCSI_ASYNC;
+}
+
+/* SANITIZE (SBC-3 5.19): BLOCK ERASE unmaps the whole volume; EXIT
+ * FAILURE MODE has nothing to leave. No parameter list for either. */
+int sbc_decode_sanitize(struct scsi_task *t)
+{
+	if (get16(t->cdb + 7) != 0)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 7, 7), 1;
+	return 0;
+}
+
+int sbc_sanitize(struct scsi_task *t)
+{
+	if ((t->cdb[1] & 0x1f) == SCSI_SANITIZE_EXIT_FAILURE)
+		return scsi_good(t);
+	store_vol_unmap(sbc_vol(t), 0, scsi_lu_blocks(t->itl->lu), sbc_write_done, t);
+	return SCSI_ASYNC;
+}
+
+/* READ DEFECT DATA (SBC-3 5.12, 5.13): a virtual volume has no defects;
+ * the header echoes the lists and format asked for. */
+int sbc_read_defect(struct scsi_task *t)
+{
+	uint8_t d[8] = { 0 };
+	bool twelve = t->cdb[0] == SCSI_READ_DEFECT_DATA_12;
+
+	d[1] = twelve ? t->cdb[1] & 0x1f : t->cdb[2] & 0x1f;
+	return scsi_data_in(t, d, twelve ? 8 : 4, twelve ? get32(t->cdb + 6) : get16(t->cdb + 7));
+}

@@ -1,0 +1,206 @@
+/* iscsi/scsi.h: the SCSI command set (SPC-4, SBC-3) over store volumes,
+ * private to iscsi/. The transport (session.c) hands it a task with a CDB
+ * and, for data-out commands, the data; it answers with status, sense and
+ * data-in. It knows nothing of PDUs.
+ *
+ * Task life:  scsi_task_prepare()  decode the CDB once, check the LUN and
+ *                                  unit attentions, say how much data-out
+ *                                  the command needs
+ *             (transport collects data-out into t->buf)
+ *             scsi_task_exec()     run; SCSI_DONE or SCSI_ASYNC, then
+ *                                  t->done(t) exactly once on the loop
+ */
+#ifndef SLUICE_ISCSI_SCSI_H
+#define SLUICE_ISCSI_SCSI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/uio.h>
+
+#include "iscsi/scsi_spec.h"
+#include "store/store.h"
+
+#define SCSI_BLOCK              512u            /* logical block */
+#define SCSI_BUF_CHUNK          (256u << 10)    /* task buffers come in chunks */
+#define SCSI_MAX_XFER_BLOCKS    65536u          /* 32 MiB: VPD B0 MAXIMUM TRANSFER LENGTH */
+#define SCSI_OPT_XFER_BLOCKS    2048u           /* 1 MiB */
+#define SCSI_MAX_UNMAP_BLOCKS   (1u << 20)      /* per UNMAP command: 512 MiB */
+#define SCSI_MAX_UNMAP_DESCS    256u
+#define SCSI_MAX_WS_BLOCKS      SCSI_MAX_XFER_BLOCKS
+#define SCSI_NAA_OUI            0x02534cu       /* locally administered "SL" */
+
+/* A task's data: chunks of SCSI_BUF_CHUNK, allocated when first touched,
+ * counted in *acct (the connection's budget). */
+struct scsi_buf {
+	struct iovec *iov;
+	uint32_t      n;        /* chunks */
+	uint32_t      len;      /* bytes */
+	uint64_t     *acct;     /* may be NULL */
+};
+
+int  scsi_buf_init(struct scsi_buf *b, uint32_t len, uint64_t *acct);
+int  scsi_buf_alloc_all(struct scsi_buf *b, bool zero);
+void scsi_buf_fini(struct scsi_buf *b);
+int  scsi_buf_copy_in(struct scsi_buf *b, uint32_t off, const void *src, uint32_t len);
+void scsi_buf_copy_out(const struct scsi_buf *b, uint32_t off, void *dst, uint32_t len);
+/* The chunk holding off: *len is set to what is left of it (<= max). */
+void *scsi_buf_at(const struct scsi_buf *b, uint32_t off, uint32_t *len);
+/* A new iovec array for [off, off + len) of b; caller frees it. */
+struct iovec *scsi_buf_iov(const struct scsi_buf *b, uint32_t off, uint32_t len,
+                           int *iovcnt);
+
+/* Unit attention conditions, one bit each, reported in this order
+ * (SAM-5 5.14: power on/reset first). */
+enum {
+	SCSI_UA_POWER_ON        = 1u << 0,      /* 29/00 */
+	SCSI_UA_BUS_RESET       = 1u << 1,      /* 29/02: target reset */
+	SCSI_UA_DEVICE_RESET    = 1u << 2,      /* 29/03: LUN reset */
+	SCSI_UA_CMDS_CLEARED    = 1u << 3,      /* 2F/00 */
+	SCSI_UA_MODE_CHANGED    = 1u << 4,      /* 2A/01 */
+	SCSI_UA_CAPACITY        = 1u << 5,      /* 2A/09 */
+	SCSI_UA_ALL             = (1u << 6) - 1,
+};
+
+/* A volume as a logical unit, shared by every session that maps it. */
+struct scsi_lu {
+	LIST_ENTRY(scsi_lu)     link;           /* the server's open LUs */
+	TAILQ_HEAD(, scsi_itl)  itls;           /* nexuses, for unit attentions */
+	int                     refs;
+	struct store_pool      *pool;
+	struct store_vol       *vol;
+	char                    name[STORE_NAME_MAX + 1];
+	uint32_t                vol_id;
+	uint8_t                 naa[16];        /* NAA-6 (SPC-4 7.8.6.6.5) */
+	char                    serial[40];
+	uint64_t                sectors;        /* last seen: a change is a UA */
+	bool                    write_back;     /* last seen */
+	bool                    d_sense;        /* control mode page D_SENSE */
+	bool                    swp;            /* control mode page SWP: read-only */
+};
+LIST_HEAD(scsi_lu_list, scsi_lu);
+
+/* An I_T_L nexus: one session's view of one LUN. */
+struct scsi_itl {
+	TAILQ_ENTRY(scsi_itl)   lu_link;
+	struct scsi_lu         *lu;
+	uint64_t                lun;
+	uint32_t                ua;             /* pending SCSI_UA_* */
+};
+
+/* The I_T nexus a task arrived on: what INQUIRY and REPORT LUNS describe. */
+struct scsi_port {
+	const char             *target;         /* iqn */
+	uint16_t                tpgt;           /* relative port = port group */
+	struct scsi_itl        *itls;
+	size_t                  nitls;
+};
+
+/* CDB decoded once (CTL's ctl_lba_len_flags). */
+struct scsi_req {
+	uint64_t lba;
+	uint32_t nblocks;
+	uint32_t flags;
+};
+#define SCSI_RQ_FUA             0x01u
+#define SCSI_RQ_DPO             0x02u
+#define SCSI_RQ_UNMAP           0x04u
+#define SCSI_RQ_NDOB            0x08u
+#define SCSI_RQ_BYTCHK          0x10u
+#define SCSI_RQ_IMMED           0x20u
+
+struct scsi_task;
+typedef void scsi_done_fn(struct scsi_task *t);
+
+struct scsi_task {
+	/* set by the transport */
+	uint8_t                 cdb[16];
+	uint64_t                lun;
+	struct scsi_itl        *itl;            /* NULL: LUN not mapped */
+	const struct scsi_port *port;
+	uint32_t                edtl;           /* iSCSI Expected Data Transfer Length */
+	struct scsi_buf         buf;            /* data-out received, or data-in */
+	uint32_t                data_out;       /* bytes of data-out in buf */
+	scsi_done_fn           *done;
+	/* set by the command set */
+	const struct scsi_cmd_desc *desc;
+	struct scsi_req         req;
+	uint32_t                xfer;           /* bytes the CDB moves: residuals */
+	uint32_t                data_in;        /* bytes of data-in in buf */
+	uint8_t                 status;
+	uint8_t                 sense_len;
+	uint8_t                 sense[SCSI_SENSE_MAX];
+	/* private to the command set */
+	struct iovec           *iov;
+	uint64_t                pos, end;       /* progress of multi-step commands */
+	int                     err;
+	void                   *priv;
+};
+
+/* Command descriptor flags */
+#define SCMD_DATA_OUT           0x01u   /* takes data-out (xfer set by prepare) */
+#define SCMD_DATA_IN            0x02u
+#define SCMD_SA                 0x04u   /* look up cdb[1] & 0x1f in .sa */
+#define SCMD_NO_UA              0x08u   /* runs with a unit attention pending */
+#define SCMD_NO_LUN             0x10u   /* runs on an unmapped LUN */
+#define SCMD_WRITE              0x20u   /* changes the medium */
+
+enum { SCSI_DONE = 0, SCSI_ASYNC = 1 };
+
+typedef int scsi_exec_fn(struct scsi_task *t);
+/* 0: decoded; 1: refused, with the sense already set. */
+typedef int scsi_decode_fn(struct scsi_task *t);
+
+struct scsi_cmd_desc {
+	const char                 *name;   /* logs */
+	scsi_exec_fn               *exec;   /* NULL: not supported */
+	scsi_decode_fn             *decode; /* NULL: nothing to decode */
+	const struct scsi_cmd_desc *sa;     /* service actions, 32 entries */
+	uint16_t                    flags;
+	uint8_t                     cdb_len;
+	uint8_t                     usage[15]; /* allowed bits of CDB bytes 1.. */
+};
+
+/* scsi.c: dispatch, sense, errors */
+extern const struct scsi_cmd_desc scsi_cmds[256];
+/* 0: go on (t->xfer is the data-out needed if SCMD_DATA_OUT); 1: t is
+ * complete already (status and sense set), send it. */
+int  scsi_task_prepare(struct scsi_task *t);
+int  scsi_task_exec(struct scsi_task *t);
+void scsi_task_fini(struct scsi_task *t);
+const struct scsi_cmd_desc *scsi_cmd_lookup(const uint8_t *cdb);
+int  scsi_sense(struct scsi_task *t, uint8_t key, uint16_t asc);
+int  scsi_sense_field(struct scsi_task *t, uint8_t key, uint16_t asc, bool cdb,
+                      uint16_t field, int bit);
+int  scsi_sense_info(struct scsi_task *t, uint8_t key, uint16_t asc, uint64_t info);
+/* A store error as sense (the one table); write says which way it failed. */
+int  scsi_sense_store(struct scsi_task *t, int err, bool write);
+int  scsi_good(struct scsi_task *t);
+/* Copies len bytes of data-in, cut to the allocation length alloc. */
+int  scsi_data_in(struct scsi_task *t, const void *data, uint32_t len, uint32_t alloc);
+void scsi_task_async_done(struct scsi_task *t);
+/* Sets ua on every nexus of lu but except (may be NULL). */
+void scsi_lu_ua_set(struct scsi_lu *lu, uint32_t ua, const struct scsi_itl *except);
+/* Notices a resize or a write-cache change made elsewhere. */
+void scsi_lu_refresh(struct scsi_lu *lu, const struct scsi_itl *itl);
+
+/* lu.c: logical units */
+int  scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], struct scsi_lu_list *lus,
+                 const char *vol, struct scsi_lu **out);
+void scsi_lu_put(struct scsi_lu *lu);
+void scsi_itl_attach(struct scsi_itl *itl, struct scsi_lu *lu, uint64_t lun);
+void scsi_itl_detach(struct scsi_itl *itl);
+uint64_t scsi_lu_blocks(const struct scsi_lu *lu);
+
+/* spc.c and sbc.c: command handlers and decoders named in scsi_cmds[] */
+scsi_exec_fn spc_test_unit_ready, spc_request_sense, spc_inquiry, spc_report_luns,
+	spc_mode_sense, spc_mode_select, spc_report_opcodes, spc_report_tmfs,
+	spc_start_stop_unit;
+scsi_decode_fn spc_decode_mode_select;
+scsi_exec_fn sbc_read, sbc_write, sbc_verify, sbc_sync_cache, sbc_prefetch,
+	sbc_read_capacity10, sbc_read_capacity16, sbc_get_lba_status, sbc_unmap,
+	sbc_write_same, sbc_sanitize, sbc_read_defect;
+scsi_decode_fn sbc_decode_rw6, sbc_decode_rw10, sbc_decode_rw12, sbc_decode_rw16,
+	sbc_decode_ws10, sbc_decode_ws16, sbc_decode_unmap, sbc_decode_sanitize;
+
+#endif
