@@ -268,23 +268,20 @@ int sbc_read_capacity16(struct scsi_task *t)
 	return scsi_data_in(t, d, sizeof(d), get32(t->cdb + 10));
 }
 
-/* GET LBA STATUS (SBC-3 5.5): the store's public interface says how much
- * of a volume is mapped, not where, so the rest of the volume is one
- * extent: deallocated (1) when nothing is mapped, else "mapped or unknown"
- * (0), which SBC-3 allows. */
+/* GET LBA STATUS (SBC-3 5.5): one descriptor, for the run of blocks from
+ * the requested LBA that are all mapped (0) or all deallocated (1). */
 int sbc_get_lba_status(struct scsi_task *t)
 {
-	uint64_t lba = get64(t->cdb + 2), blocks = scsi_lu_blocks(t->itl->lu);
-	struct store_vol_info info;
+	uint64_t lba = get64(t->cdb + 2), blocks = scsi_lu_blocks(t->itl->lu), run;
 	uint8_t d[24] = { 0 };
+	bool mapped;
 
-	if (lba >= blocks)
+	if (lba >= blocks || store_vol_map_status(sbc_vol(t), lba, &mapped, &run))
 		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
-	store_vol_get_info(sbc_vol(t), &info);
 	put32(d, 20);
 	put64(d + 8, lba);
-	put32(d + 16, blocks - lba > 0xffffffffu ? 0xffffffffu : (uint32_t)(blocks - lba));
-	d[20] = info.mapped_sectors == 0 ? 0x01 : 0x00;
+	put32(d + 16, run > 0xffffffffu ? 0xffffffffu : (uint32_t)run);
+	d[20] = mapped ? 0x00 : 0x01;
 	return scsi_data_in(t, d, sizeof(d), get32(t->cdb + 10));
 }
 

@@ -165,6 +165,11 @@ int  store_vol_open(struct store_pool *p, const char *name, struct store_vol **o
 void store_vol_close(struct store_vol *v);
 void store_vol_get_info(const struct store_vol *v, struct store_vol_info *out);
 
+/* How [lba, ...) starts: *mapped says whether lba holds data, *run how
+ * many sectors from lba share that state (up to the volume's end). For
+ * GET LBA STATUS; reads memory only. -ERANGE past the end. */
+int  store_vol_map_status(struct store_vol *v, uint64_t lba, bool *mapped, uint64_t *run);
+
 /* iov is borrowed until done() runs; its total length must be a multiple of
  * 512. A range past the volume's end fails with -ERANGE. Unwritten ranges
  * read as zeros. */

@@ -461,6 +461,43 @@ int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
 	return rc;
 }
 
+/* ---- mapping status ----------------------------------------------------- */
+
+struct map_status {
+	uint64_t lba, end;              /* end: where the run seen so far ends */
+	bool     mapped, seen;
+};
+
+static int vol_status_visit(void *arg, uint64_t lba, uint64_t len, uint64_t pba)
+{
+	struct map_status *s = arg;
+
+	(void)pba;
+	if (!s->seen) {
+		s->seen = true;
+		s->mapped = lba == s->lba;
+		s->end = lba;           /* a hole ends where the first extent starts */
+		if (!s->mapped)
+			return 1;
+	}
+	if (lba != s->end)
+		return 1;               /* a hole follows the mapped run */
+	s->end = lba + len;
+	return 0;
+}
+
+int store_vol_map_status(struct store_vol *v, uint64_t lba, bool *mapped, uint64_t *run)
+{
+	struct map_status s = { .lba = lba };
+
+	if (lba >= v->sectors)
+		return -ERANGE;
+	store_map_visit(&v->map, lba, v->sectors - lba, vol_status_visit, &s);
+	*mapped = s.seen && s.mapped;
+	*run = (s.seen ? s.end : v->sectors) - lba;
+	return 0;
+}
+
 /* ---- I/O -------------------------------------------------------------- */
 
 static int vol_io_check(struct store_vol *v, uint64_t lba, size_t bytes,

@@ -329,6 +329,41 @@ static void test_out_of_space(void **state)
 	free(r);
 }
 
+/* Mapping status walks runs: data, hole, data, and the hole to the end. */
+static void test_map_status_runs(void **state)
+{
+	struct fixture *f = *state;
+	struct store_vol *v;
+	uint8_t w[8192];
+	uint64_t run;
+	bool mapped;
+
+	assert_int_equal(tl_vol_create(f->loop, f->pool, "st", 1000, false), 0);
+	assert_int_equal(store_vol_open(f->pool, "st", &v), 0);
+	fill(w, sizeof(w), 4);
+	assert_int_equal(tl_write(f->loop, v, 8, w, 4096, 0), 0);        /* 8..16 */
+	assert_int_equal(tl_write(f->loop, v, 16, w, 8192, 0), 0);       /* 16..32, joins */
+	assert_int_equal(tl_write(f->loop, v, 100, w, 512, 0), 0);       /* 100 */
+	assert_int_equal(store_vol_map_status(v, 0, &mapped, &run), 0);
+	assert_false(mapped);
+	assert_int_equal(run, 8);
+	assert_int_equal(store_vol_map_status(v, 10, &mapped, &run), 0);
+	assert_true(mapped);
+	assert_int_equal(run, 22);
+	assert_int_equal(store_vol_map_status(v, 32, &mapped, &run), 0);
+	assert_false(mapped);
+	assert_int_equal(run, 68);
+	assert_int_equal(store_vol_map_status(v, 101, &mapped, &run), 0);
+	assert_false(mapped);
+	assert_int_equal(run, 899);
+	assert_int_equal(store_vol_map_status(v, 1000, &mapped, &run), -ERANGE);
+	assert_int_equal(tl_unmap(f->loop, v, 12, 4), 0);
+	assert_int_equal(store_vol_map_status(v, 8, &mapped, &run), 0);
+	assert_true(mapped);
+	assert_int_equal(run, 4);
+	store_vol_close(v);
+}
+
 struct meta_seen {
 	int  n;
 	char keys[8][32];
@@ -437,6 +472,7 @@ int main(void)
 		BOTH(test_space_reuse),
 		BOTH(test_out_of_space),
 		BOTH(test_meta_records),
+		BOTH(test_map_status_runs),
 		BOTH(test_refuses_foreign_file),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
