@@ -412,7 +412,8 @@ static int iscsi_login_gather(struct iscsi_login *l, const struct iscsi_pdu *p)
 	if (!n)
 		return -ENOMEM;
 	l->text = n;
-	memcpy(l->text + l->text_len, p->data, p->dlen);
+	if (p->dlen)            /* an empty segment has no data buffer */
+		memcpy(l->text + l->text_len, p->data, p->dlen);
 	l->text_len += p->dlen;
 	return (p->hdr.login.flags & ISCSI_LOGIN_CONTINUE) ? 1 : 0;
 }

@@ -69,7 +69,8 @@ int iscsi_text_parse(const char *buf, size_t len, struct iscsi_text **out)
 		free(t);
 		return -ENOMEM;
 	}
-	memcpy(t->buf, buf, len);
+	if (len)                /* an empty text has no buffer */
+		memcpy(t->buf, buf, len);
 	t->buf[len] = '\0';
 	for (s = t->buf, end = t->buf + len; s < end; s = next) {
 		char *eq = strchr(s, '=');

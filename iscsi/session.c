@@ -758,7 +758,8 @@ static void iscsi_text_send_part(struct iscsi_conn *c, uint32_t itt)
 		iscsi_conn_close(c, "out of memory");
 		return;
 	}
-	memcpy(p->data, c->text_rsp + c->text_off, len);
+	if (len)                /* an empty answer has no text */
+		memcpy(p->data, c->text_rsp + c->text_off, len);
 	c->text_off += len;
 	p->hdr.bhs.flags = more ? ISCSI_TEXT_CONTINUE : ISCSI_FLAG_FINAL;
 	p->hdr.bhs.itt = itt;

@@ -8,7 +8,7 @@
 # corpus in the build tree (<target>.corpus/, kept between runs); findings
 # are written next to it as crash-*, leak-*, timeout-* or oom-* files.
 FUZZ_SECONDS = 60
-FUZZ_TARGETS = tests/fuzz/fuzz_pool_open$(EXEEXT)
+FUZZ_TARGETS = tests/fuzz/fuzz_pool_open$(EXEEXT) tests/fuzz/fuzz_iscsi$(EXEEXT)
 FUZZ_RUN_FLAGS = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	-print_final_stats=1
 EXTRA_DIST += %reldir%/fuzz_pool_open.in
@@ -45,3 +45,17 @@ fuzz-run: $(FUZZ_TARGETS)
 	  $$t $(FUZZ_RUN_FLAGS) -artifact_prefix=$$(dirname $$t)/ $$t.corpus; \
 	done
 .PHONY: fuzz-run
+
+# The iSCSI target's network parsers, fed over loopback TCP (fuzz_iscsi.c).
+EXTRA_DIST += %reldir%/fuzz_iscsi.in
+tests_fuzz_fuzz_iscsi_SOURCES = %reldir%/fuzz_iscsi.c
+tests_fuzz_fuzz_iscsi_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DFUZZ_CORPUS='"$(abs_top_srcdir)/%reldir%/fuzz_iscsi.in"'
+tests_fuzz_fuzz_iscsi_LDADD = libsl_testlib.a $(SL_ISCSI_LIBS)
+if FUZZER
+noinst_PROGRAMS += tests/fuzz/fuzz_iscsi
+tests_fuzz_fuzz_iscsi_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+else
+check_PROGRAMS += tests/fuzz/fuzz_iscsi
+tests_fuzz_fuzz_iscsi_SOURCES += %reldir%/fuzz_main.c
+endif
