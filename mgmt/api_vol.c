@@ -294,8 +294,8 @@ static int api_vol_delete(struct mgmt_req *rq)
 
 static int api_snap_absent(struct mgmt_req *rq)
 {
-	return mgmt_fail(rq, -ENOSYS, "snapshots are not implemented yet: the store "
-	                 "has no snapshots");
+	return mgmt_fail(rq, -ENOSYS, "snapshots and clones are not available in "
+	                 "this version: the store does not keep them yet");
 }
 
 const struct mgmt_route mgmt_routes_vol[] = {
