@@ -63,6 +63,7 @@ int scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], struct scsi_lu_lis
 	lu->vol_id = info.id;
 	lu->sectors = info.sectors;
 	lu->write_back = info.write_back;
+	lu->snapshot = info.snapshot;
 	TAILQ_INIT(&lu->itls);
 	scsi_lu_naa(lu, uuid);
 	LIST_INSERT_HEAD(lus, lu, link);

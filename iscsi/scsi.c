@@ -248,6 +248,8 @@ static const struct {
 	  SCSI_ASC_WRITE_ERROR, SCSI_ASC_UNRECOVERED_READ },
 	{ STORE_EREADONLY, SCSI_STATUS_CHECK_CONDITION, SCSI_SK_DATA_PROTECT,
 	  SCSI_ASC_WRITE_PROTECTED, SCSI_ASC_WRITE_PROTECTED },
+	{ -EROFS, SCSI_STATUS_CHECK_CONDITION, SCSI_SK_DATA_PROTECT,
+	  SCSI_ASC_WRITE_PROTECTED, SCSI_ASC_WRITE_PROTECTED },
 	{ -ESHUTDOWN, SCSI_STATUS_CHECK_CONDITION, SCSI_SK_NOT_READY,
 	  0x0400 /* NOT READY, CAUSE NOT REPORTABLE */, 0x0400 },
 	{ -ENOMEM, SCSI_STATUS_TASK_SET_FULL, 0, 0, 0 },      /* never an abort */
@@ -395,7 +397,8 @@ int scsi_task_prepare(struct scsi_task *t)
 		t->xfer = 0;
 		return 1;
 	}
-	if ((d->flags & SCMD_WRITE) && t->itl->lu->swp) {      /* SPC-4 7.5.8 SWP */
+	if ((d->flags & SCMD_WRITE) && (t->itl->lu->swp || t->itl->lu->snapshot)) {
+		/* SPC-4 7.5.8 SWP; a snapshot is read-only */
 		t->desc = NULL;
 		t->xfer = 0;
 		scsi_sense(t, SCSI_SK_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);

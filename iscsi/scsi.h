@@ -77,6 +77,7 @@ struct scsi_lu {
 	bool                    write_back;     /* last seen */
 	bool                    d_sense;        /* control mode page D_SENSE */
 	bool                    swp;            /* control mode page SWP: read-only */
+	bool                    snapshot;       /* a snapshot: read-only whatever SWP says */
 };
 LIST_HEAD(scsi_lu_list, scsi_lu);
 

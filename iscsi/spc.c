@@ -362,11 +362,11 @@ int spc_mode_sense(struct scsi_task *t)
 		                        true, 2, 5);
 	if (ten) {
 		put16(d, n - 2);
-		d[3] = SCSI_MODE_DEV_DPOFUA | (lu->swp ? SCSI_MODE_DEV_WP : 0);
+		d[3] = SCSI_MODE_DEV_DPOFUA | (lu->swp || lu->snapshot ? SCSI_MODE_DEV_WP : 0);
 		put16(d + 6, dbd ? 0 : 8);
 	} else {
 		d[0] = (uint8_t)(n - 1);
-		d[2] = SCSI_MODE_DEV_DPOFUA | (lu->swp ? SCSI_MODE_DEV_WP : 0);
+		d[2] = SCSI_MODE_DEV_DPOFUA | (lu->swp || lu->snapshot ? SCSI_MODE_DEV_WP : 0);
 		d[3] = dbd ? 0 : 8;
 	}
 	return scsi_data_in(t, d, n, alloc);

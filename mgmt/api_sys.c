@@ -49,7 +49,7 @@ static json_t *pool_json(const struct store_pool_stats *st)
 	/* device bytes per byte the clients wrote; null before any write */
 	wa = st->host_write_bytes ? json_real((double)st->device_write_bytes /
 	                                      (double)st->host_write_bytes) : json_null();
-	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
+	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
 	              "s:{s:s}, s:b}",
 		"uuid", uuid, "engine", st->engine,
 		"capacity_bytes", (json_int_t)st->capacity_bytes,
@@ -61,6 +61,7 @@ static json_t *pool_json(const struct store_pool_stats *st)
 		"segments", (json_int_t)st->segments,
 		"free_segments", (json_int_t)st->free_segments,
 		"volumes", (json_int_t)st->volumes,
+		"snapshots", (json_int_t)st->snapshots,
 		"write_amplification", wa,
 		"cleaner", "state", "absent",   /* the store has no cleaner yet */
 		"failed", st->failed);
@@ -144,7 +145,8 @@ static const struct metric pool_metrics[] = {
 	POOL_METRIC("used_bytes", "gauge", used_bytes, "Live data bytes in the log."),
 	POOL_METRIC("free_bytes", "gauge", free_bytes, "Bytes of free segments."),
 	POOL_METRIC("logical_bytes", "gauge", logical_bytes, "Sum of volume sizes."),
-	POOL_METRIC("volumes", "gauge", volumes, "Volumes in the pool."),
+	POOL_METRIC("volumes", "gauge", volumes, "Volumes in the pool (clones too)."),
+	POOL_METRIC("snapshots", "gauge", snapshots, "Snapshots in the pool."),
 	POOL_METRIC("free_segments", "gauge", free_segments, "Free log segments."),
 	POOL_METRIC("map_bytes", "gauge", map_bytes, "RAM held by volume maps."),
 	POOL_METRIC("acked_writes_total", "counter", acked_writes, "Write requests completed."),
@@ -202,6 +204,13 @@ static int metrics_vols(struct mgmt_srv *m, char **b, size_t *len, size_t *cap)
 		err |= mgmt_buf_printf(b, len, cap, "sluice_volume_mapped_bytes{volume=\"%s\"} "
 		                       "%" PRIu64 "\n", vi[i].name,
 		                       vi[i].mapped_sectors * STORE_SECTOR);
+	err |= mgmt_buf_printf(b, len, cap, "# HELP sluice_volume_unique_bytes Bytes "
+	                       "no snapshot or clone shares: what deleting it frees.\n"
+	                       "# TYPE sluice_volume_unique_bytes gauge\n");
+	for (size_t i = 0; i < n; i++)
+		err |= mgmt_buf_printf(b, len, cap, "sluice_volume_unique_bytes{volume=\"%s\"} "
+		                       "%" PRIu64 "\n", vi[i].name,
+		                       vi[i].unique_sectors * STORE_SECTOR);
 	if (!err)
 		err = mgmt_stats_metrics(m->stats, vi, n, b, len, cap);
 	free(vi);

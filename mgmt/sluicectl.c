@@ -10,7 +10,8 @@
  * writes on its first start.
  *
  * Sizes on the command line take binary suffixes (20G, 512M, 1T; K M G T
- * P, optionally followed by iB or B); the API itself speaks bytes.
+ * P, optionally followed by iB or B); the API itself speaks bytes. A
+ * snapshot is named VOLUME SNAPSHOT or VOLUME@SNAPSHOT (the API's form).
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -351,6 +352,14 @@ static void ctl_progress_end(struct ctl_progress *p)
 
 /* ---- volumes --------------------------------------------------------------- */
 
+/* A clone's snapshot, or "-". */
+static const char *vol_origin(const json_t *v)
+{
+	const char *o = json_string_value(json_object_get(v, "origin"));
+
+	return o ? o : "-";
+}
+
 static void vol_row(const json_t *v)
 {
 	char size[32], used[32], xfer[64] = "";
@@ -362,10 +371,10 @@ static void vol_row(const json_t *v)
 		snprintf(xfer, sizeof(xfer), "%s %d%%", ctl_str(t, "direction"),
 		         total ? (int)(ctl_u64(t, "bytes_done") * 100 / total) : 0);
 	}
-	printf("%-32s %12s %12s %-14s %s\n", ctl_str(v, "name"),
+	printf("%-32s %12s %12s %5" PRIu64 " %-14s %-24s %s\n", ctl_str(v, "name"),
 	       ctl_size(ctl_u64(v, "size"), size, sizeof(size)),
 	       ctl_size(ctl_u64(v, "mapped_bytes"), used, sizeof(used)),
-	       ctl_str(v, "write_cache"), xfer);
+	       ctl_u64(v, "snapshots"), ctl_str(v, "write_cache"), vol_origin(v), xfer);
 }
 
 static int cmd_vol_list(struct ctl *c, char **argv)
@@ -380,13 +389,24 @@ static int cmd_vol_list(struct ctl *c, char **argv)
 	if (c->json) {
 		ctl_json_print(r);
 	} else {
-		printf("%-32s %12s %12s %-14s %s\n", "NAME", "SIZE", "USED", "WRITE-CACHE",
-		       "TRANSFER");
+		printf("%-32s %12s %12s %5s %-14s %-24s %s\n", "NAME", "SIZE", "USED",
+		       "SNAPS", "WRITE-CACHE", "ORIGIN", "TRANSFER");
 		json_array_foreach(json_object_get(r, "volumes"), i, v)
 			vol_row(v);
 	}
 	json_decref(r);
 	return CTL_OK;
+}
+
+/* "used: 3.0 MiB (unique 1.0 MiB, shared 2.0 MiB)" */
+static void ctl_space_print(const json_t *v)
+{
+	char a[32], b[32], d[32];
+
+	printf("used:         %s (unique %s, shared %s)\n",
+	       ctl_size(ctl_u64(v, "mapped_bytes"), a, sizeof(a)),
+	       ctl_size(ctl_u64(v, "unique_bytes"), b, sizeof(b)),
+	       ctl_size(ctl_u64(v, "shared_bytes"), d, sizeof(d)));
 }
 
 static void vol_print(struct ctl *c, const json_t *v)
@@ -402,8 +422,11 @@ static void vol_print(struct ctl *c, const json_t *v)
 	printf("id:           %" PRIu64 "\n", ctl_u64(v, "id"));
 	printf("size:         %s (%" PRIu64 " bytes)\n",
 	       ctl_size(ctl_u64(v, "size"), a, sizeof(a)), ctl_u64(v, "size"));
-	printf("used:         %s\n", ctl_size(ctl_u64(v, "mapped_bytes"), a, sizeof(a)));
+	ctl_space_print(v);
 	printf("write cache:  %s\n", ctl_str(v, "write_cache"));
+	printf("created:      %s\n", ctl_str(v, "created"));
+	printf("clone of:     %s\n", vol_origin(v));
+	printf("snapshots:    %" PRIu64 "\n", ctl_u64(v, "snapshots"));
 	printf("extents:      %" PRIu64 "\n", ctl_u64(v, "extents"));
 	if (t)
 		printf("transfer:     %s, %s of %s\n", ctl_str(t, "direction"),
@@ -618,64 +641,197 @@ static int cmd_image_export(struct ctl *c, char **argv)
 	return rc;
 }
 
-/* ---- snapshots and clones (the API answers 501 until the store has them) -- */
+/* ---- snapshots and clones ------------------------------------------------- */
 
-static int cmd_snap_list(struct ctl *c, char **argv)
+static void snap_row(const json_t *v)
 {
-	json_t *r;
-	int rc = ctl_get_path(c, "/volumes/%s/snapshots", argv[0], &r);
+	char size[32], used[32], uniq[32];
 
-	if (rc == CTL_OK)
-		ctl_json_print(r);
-	json_decref(r);
-	return rc;
+	printf("%-32s %-20s %12s %12s %12s %6" PRIu64 "\n", ctl_str(v, "snapshot"),
+	       ctl_str(v, "created"), ctl_size(ctl_u64(v, "size"), size, sizeof(size)),
+	       ctl_size(ctl_u64(v, "mapped_bytes"), used, sizeof(used)),
+	       ctl_size(ctl_u64(v, "unique_bytes"), uniq, sizeof(uniq)),
+	       ctl_u64(v, "clones"));
 }
 
+static void snap_table(const json_t *list)
+{
+	json_t *v;
+	size_t i;
+
+	printf("%-32s %-20s %12s %12s %12s %6s\n", "SNAPSHOT", "CREATED", "SIZE", "USED",
+	       "UNIQUE", "CLONES");
+	json_array_foreach(list, i, v)
+		snap_row(v);
+}
+
+static void snap_print(struct ctl *c, const json_t *v)
+{
+	char a[32];
+
+	if (c->json) {
+		ctl_json_print(v);
+		return;
+	}
+	printf("snapshot:     %s\n", ctl_str(v, "snapshot"));
+	printf("id:           %" PRIu64 "\n", ctl_u64(v, "id"));
+	printf("size:         %s (%" PRIu64 " bytes)\n",
+	       ctl_size(ctl_u64(v, "size"), a, sizeof(a)), ctl_u64(v, "size"));
+	ctl_space_print(v);
+	printf("created:      %s\n", ctl_str(v, "created"));
+	printf("clones:       %" PRIu64 "\n", ctl_u64(v, "clones"));
+}
+
+/* VOLUME SNAPSHOT, or VOLUME@SNAPSHOT as one argument. */
+static int snap_args(char **argv, char *vol, size_t len, const char **snap)
+{
+	const char *at = strchr(argv[0], '@');
+
+	if (argv[1] && !at) {
+		snprintf(vol, len, "%s", argv[0]);
+		*snap = argv[1];
+		return CTL_OK;
+	}
+	if (!argv[1] && at && at > argv[0] && at[1] && (size_t)(at - argv[0]) < len) {
+		snprintf(vol, len, "%.*s", (int)(at - argv[0]), argv[0]);
+		*snap = at + 1;
+		return CTL_OK;
+	}
+	ctl_err("name a snapshot as VOLUME SNAPSHOT or VOLUME@SNAPSHOT");
+	return CTL_EUSAGE;
+}
+
+/* METHOD /volumes/VOL/snapshots[/SNAP][TAIL]; *out: the reply. */
 static int snap_call(struct ctl *c, const char *method, const char *vol,
-                     const char *snap, const char *tail, json_t *body)
+                     const char *snap, const char *tail, json_t *body, json_t **out)
 {
 	char path[1024], *v = ctl_esc(c, vol), *s = snap ? ctl_esc(c, snap) : NULL;
-	json_t *r;
 	int rc;
 
 	snprintf(path, sizeof(path), "/volumes/%s/snapshots%s%s%s", v, s ? "/" : "",
 	         s ? s : "", tail);
 	curl_free(v);
 	curl_free(s);
-	rc = ctl_call(c, method, path, body, &r);
+	rc = ctl_call(c, method, path, body, out);
 	json_decref(body);
-	if (rc == CTL_OK && r)
-		ctl_json_print(r);
+	return rc;
+}
+
+static int cmd_snap_list(struct ctl *c, char **argv)
+{
+	json_t *r;
+	int rc = snap_call(c, "GET", argv[0], NULL, "", NULL, &r);
+
+	if (rc == CTL_OK) {
+		if (c->json)
+			ctl_json_print(r);
+		else
+			snap_table(json_object_get(r, "snapshots"));
+	}
+	json_decref(r);
+	return rc;
+}
+
+static int cmd_snap_show(struct ctl *c, char **argv)
+{
+	char vol[1024];
+	const char *snap;
+	json_t *r;
+	int rc = snap_args(argv, vol, sizeof(vol), &snap);
+
+	if (rc)
+		return rc;
+	rc = snap_call(c, "GET", vol, snap, "", NULL, &r);
+	if (rc == CTL_OK)
+		snap_print(c, r);
 	json_decref(r);
 	return rc;
 }
 
 static int cmd_snap_create(struct ctl *c, char **argv)
 {
-	return snap_call(c, "POST", argv[0], NULL, "", json_pack("{s:s}", "name", argv[1]));
+	char vol[1024];
+	const char *snap;
+	json_t *r;
+	int rc = snap_args(argv, vol, sizeof(vol), &snap);
+
+	if (rc)
+		return rc;
+	rc = snap_call(c, "POST", vol, NULL, "", json_pack("{s:s}", "name", snap), &r);
+	if (rc == CTL_OK)
+		snap_print(c, r);
+	json_decref(r);
+	return rc;
 }
 
 static int cmd_snap_delete(struct ctl *c, char **argv)
 {
-	return snap_call(c, "DELETE", argv[0], argv[1], "", NULL);
+	char vol[1024];
+	const char *snap;
+	json_t *r;
+	int rc = snap_args(argv, vol, sizeof(vol), &snap);
+
+	if (rc)
+		return rc;
+	rc = snap_call(c, "DELETE", vol, snap, "", NULL, &r);
+	json_decref(r);
+	if (rc == CTL_OK && !c->json)
+		printf("deleted snapshot %s@%s\n", vol, snap);
+	return rc;
 }
 
 static int cmd_snap_rollback(struct ctl *c, char **argv)
 {
-	return snap_call(c, "POST", argv[0], argv[1], "/rollback", NULL);
+	char vol[1024];
+	const char *snap;
+	json_t *r;
+	int rc = snap_args(argv, vol, sizeof(vol), &snap);
+
+	if (rc)
+		return rc;
+	rc = snap_call(c, "POST", vol, snap, "/rollback", NULL, &r);
+	if (rc == CTL_OK) {
+		if (!c->json)
+			printf("rolled %s back to %s@%s\n", vol, vol, snap);
+		vol_print(c, r);
+	}
+	json_decref(r);
+	return rc;
+}
+
+/* snapshot group NAME VOLUME...: one point in time, all or none. */
+static int cmd_snap_group(struct ctl *c, char **argv)
+{
+	json_t *vols = json_array(), *body, *r;
+	int rc;
+
+	for (int i = 1; argv[i]; i++)
+		json_array_append_new(vols, json_string(argv[i]));
+	body = json_pack("{s:s, s:o}", "name", argv[0], "volumes", vols);
+	rc = ctl_call(c, "POST", "/snapshots", body, &r);
+	json_decref(body);
+	if (rc == CTL_OK) {
+		if (c->json)
+			ctl_json_print(r);
+		else
+			snap_table(json_object_get(r, "snapshots"));
+	}
+	json_decref(r);
+	return rc;
 }
 
 static int cmd_clone(struct ctl *c, char **argv)
 {
-	json_t *body = json_pack("{s:s, s:s}", "name", argv[1], "clone_of", argv[0]);
-	json_t *r;
+	const char *at = strchr(argv[0], '@');
+	json_t *body, *r;
 	int rc;
 
-	if (!strchr(argv[0], '@')) {
-		json_decref(body);
+	if (!at || at == argv[0] || !at[1]) {
 		ctl_err("clone a snapshot: VOLUME@SNAPSHOT, not \"%s\"", argv[0]);
 		return CTL_EUSAGE;
 	}
+	body = json_pack("{s:s, s:s, s:s}", "name", argv[1], "clone_of", argv[0],
+	                 "write_cache", c->write_back ? "write-back" : "write-through");
 	rc = ctl_call(c, "POST", "/volumes", body, &r);
 	json_decref(body);
 	if (rc == CTL_OK)
@@ -911,8 +1067,9 @@ static int cmd_pool(struct ctl *c, char **argv)
 	       ctl_size(ctl_u64(r, "capacity_bytes"), a, sizeof(a)),
 	       ctl_size(ctl_u64(r, "used_bytes"), b, sizeof(b)),
 	       ctl_size(ctl_u64(r, "free_bytes"), d, sizeof(d)));
-	printf("logical:     %s in %" PRIu64 " volumes\n",
-	       ctl_size(ctl_u64(r, "logical_bytes"), a, sizeof(a)), ctl_u64(r, "volumes"));
+	printf("logical:     %s in %" PRIu64 " volumes, %" PRIu64 " snapshots\n",
+	       ctl_size(ctl_u64(r, "logical_bytes"), a, sizeof(a)), ctl_u64(r, "volumes"),
+	       ctl_u64(r, "snapshots"));
 	if (json_is_number(wa))
 		printf("write amp.:  %.2f\n", json_number_value(wa));
 	else
@@ -1008,10 +1165,12 @@ static const struct ctl_cmd {
 	{ "image",    "import",    2, 0, cmd_image_import,  "image import VOLUME FILE" },
 	{ "image",    "export",    2, 0, cmd_image_export,  "image export VOLUME FILE|-" },
 	{ "snapshot", "list",      1, 0, cmd_snap_list,     "snapshot list VOLUME" },
-	{ "snapshot", "create",    2, 0, cmd_snap_create,   "snapshot create VOLUME SNAPSHOT" },
-	{ "snapshot", "delete",    2, 0, cmd_snap_delete,   "snapshot delete VOLUME SNAPSHOT" },
-	{ "snapshot", "rollback",  2, 0, cmd_snap_rollback, "snapshot rollback VOLUME SNAPSHOT" },
-	{ "clone",    NULL,        2, 0, cmd_clone,         "clone VOLUME@SNAPSHOT NEW" },
+	{ "snapshot", "show",      1, 1, cmd_snap_show,     "snapshot show VOLUME SNAPSHOT" },
+	{ "snapshot", "create",    1, 1, cmd_snap_create,   "snapshot create VOLUME SNAPSHOT" },
+	{ "snapshot", "delete",    1, 1, cmd_snap_delete,   "snapshot delete VOLUME SNAPSHOT" },
+	{ "snapshot", "rollback",  1, 1, cmd_snap_rollback, "snapshot rollback VOLUME SNAPSHOT" },
+	{ "snapshot", "group",     2, 63, cmd_snap_group,   "snapshot group SNAPSHOT VOLUME... (at most 64)" },
+	{ "clone",    NULL,        2, 0, cmd_clone,         "clone VOLUME@SNAPSHOT NEW [--write-back]" },
 	{ "target",   "list",      0, 0, cmd_target_list,   "target list" },
 	{ "target",   "show",      1, 0, cmd_target_show,   "target show IQN" },
 	{ "target",   "create",    1, 0, cmd_target_create, "target create IQN [--lun N=VOLUME]... [--allow NAME|'*']... [CHAP]" },
@@ -1034,15 +1193,16 @@ static void ctl_usage(FILE *f)
 	        "  --json              print the API's JSON instead of tables\n"
 	        "  --cacert FILE       trust this CA for https:// URLs\n"
 	        "  --insecure          do not verify the server's certificate\n"
-	        "  --write-back        volume create: write-back cache mode\n"
+	        "  --write-back        volume create, clone: write-back cache mode\n"
 	        "  --lun N=VOLUME      target: map VOLUME as LUN N (repeat)\n"
 	        "  --allow NAME        target: admit this initiator; '*' is any (repeat)\n"
 	        "  --chap-user U --chap-secret S [--mutual-user U --mutual-secret S]\n"
 	        "                      target: CHAP, one-way or mutual\n"
 	        "  --no-chap           target set: remove CHAP\n"
 	        "  -h, --help          this text\n\n"
-	        "Sizes take K, M, G, T, P (binary): 20G. Exit status: 0 done, 1 the API\n"
-	        "refused (the reason is printed), 2 bad usage, 3 sluiced cannot be reached.\n",
+	        "A snapshot is VOLUME SNAPSHOT or VOLUME@SNAPSHOT. Sizes take K, M, G, T, P\n"
+	        "(binary): 20G. Exit status: 0 done, 1 the API refused (the reason is\n"
+	        "printed), 2 bad usage, 3 sluiced cannot be reached.\n",
 	        CTL_DEFAULT_URL, CTL_DEFAULT_DATA_DIR);
 }
 
@@ -1149,7 +1309,6 @@ int main(int argc, char **argv)
 	struct ctl c = { .url = CTL_DEFAULT_URL, .data_dir = CTL_DEFAULT_DATA_DIR };
 	size_t len;
 	const struct ctl_cmd *cmd;
-	char *args[4] = { NULL };
 	int opt, used, n, rc;
 
 	while ((opt = getopt_long(argc, argv, "h", ctl_options, NULL)) != -1)
@@ -1170,8 +1329,6 @@ int main(int argc, char **argv)
 		ctl_err("usage: sluicectl %s", cmd->usage);
 		return CTL_EUSAGE;
 	}
-	for (int i = 0; i < n; i++)
-		args[i] = argv[used + i];
 	while ((len = strlen(c.url)) > 0 && c.url[len - 1] == '/')
 		c.url[len - 1] = '\0';
 	ctl_token_load(&c);
@@ -1181,7 +1338,7 @@ int main(int argc, char **argv)
 		ctl_err("cannot start libcurl");
 		return CTL_EAPI;
 	}
-	rc = cmd->fn(&c, args);
+	rc = cmd->fn(&c, argv + used);  /* argv[argc] is NULL: ends the arguments */
 	curl_easy_cleanup(c.curl);
 	curl_global_cleanup();
 	return rc;

@@ -2,9 +2,11 @@
  *
  * Opening the pool already proved the superblock, the checkpoint and the log
  * tail. This goes further: every map is structurally sound and inside its
- * volume, the live-space accounting matches the maps, and every extent's data
- * lies inside a log record whose header and data CRCs still hold, so a bit
- * that rotted in data written long ago is found here rather than by a reader.
+ * volume, every extent's data is in the address table, everything in the
+ * table is referenced by some map, the live-space accounting matches, and
+ * every extent's data lies inside a log record whose header and data CRCs
+ * still hold, so a bit that rotted in data written long ago is found here
+ * rather than by a reader.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@ struct check {
 	void              *arg;
 	int                problems;
 	uint64_t          *live;        /* recomputed, per segment */
+	struct store_addr  seen;        /* the address table, counting map views */
 	struct range     **ranges;      /* valid record data, per segment */
 	uint32_t          *nranges;
 	struct store_vol  *vol;
@@ -88,22 +91,34 @@ static bool check_in_record(const struct check *c, uint32_t seg, uint64_t pba, u
 	return false;
 }
 
-static int check_extent(void *arg, uint64_t lba, uint64_t len, uint64_t pba)
+static void check_seen_live(void *arg, uint64_t pba, uint64_t len, int sign)
 {
 	struct check *c = arg;
+	uint32_t s;
+
+	if (sign > 0 && store_seg_of_sector(c->p, pba, &s))
+		c->live[s] += len;
+}
+
+struct piece_ctx {
+	struct check *c;
+	uint64_t      lba, la;
+};
+
+static int check_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
+{
+	struct piece_ctx *pc = arg;
+	struct check *c = pc->c;
 	struct store_pool *p = c->p;
+	uint64_t lba = pc->lba + (la - pc->la);
 	uint32_t s, e;
 
-	if (lba + len > c->vol->sectors)
-		check_problem(c, "volume %s: extent at sector %llu runs past the end",
-		              c->vol->name, (unsigned long long)lba);
 	if (!store_seg_of_sector(p, pba, &s) || !store_seg_of_sector(p, pba + len - 1, &e) ||
 	    s != e) {
 		check_problem(c, "volume %s: sectors %llu+%llu point outside any segment",
 		              c->vol->name, (unsigned long long)lba, (unsigned long long)len);
 		return 0;
 	}
-	c->live[s] += len;
 	if (p->segs[s].state != SEG_LOG)
 		check_problem(c, "volume %s: sectors %llu+%llu live in segment %u, "
 		              "which is not a log segment", c->vol->name,
@@ -113,6 +128,40 @@ static int check_extent(void *arg, uint64_t lba, uint64_t len, uint64_t pba)
 		              "segment %u fails its checksum", c->vol->name,
 		              (unsigned long long)lba, (unsigned long long)len, s);
 	return 0;
+}
+
+static int check_extent(void *arg, uint64_t lba, uint64_t len, uint64_t la)
+{
+	struct check *c = arg;
+	struct piece_ctx pc = { .c = c, .lba = lba, .la = la };
+
+	if (lba + len > c->vol->sectors)
+		check_problem(c, "volume %s: extent at sector %llu runs past the end",
+		              c->vol->name, (unsigned long long)lba);
+	c->seen.err = 0;
+	store_addr_ref(&c->seen, la, len, +1);
+	if (c->seen.err || store_addr_visit(&c->p->addr, la, len, check_piece, &pc))
+		check_problem(c, "volume %s: sectors %llu+%llu: their data is missing from "
+		              "the address table", c->vol->name, (unsigned long long)lba,
+		              (unsigned long long)len);
+	return 0;
+}
+
+/* c->seen: a copy of the address table with every count at zero. */
+static int check_copy_table(struct check *c)
+{
+	size_t n = store_addr_save_bytes(&c->p->addr), used;
+	char *buf = malloc(n ? n : 1);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	store_addr_save(&c->p->addr, buf);
+	rc = store_addr_init(&c->seen, check_seen_live, c);
+	if (rc == 0)
+		rc = store_addr_load(&c->seen, buf, n, c->p->addr.nrecs, store_pba_ok, c->p, &used);
+	free(buf);
+	return rc;
 }
 
 static int check_run(struct check *c)
@@ -128,7 +177,7 @@ static int check_run(struct check *c)
 		if (p->segs[s].state == SEG_LOG && p->segs[s].live > 0)
 			rc = check_scan_segment(c, s, buf);
 	free(buf);
-	if (rc)
+	if (rc || (rc = check_copy_table(c)))
 		return rc;
 	TAILQ_FOREACH(v, &p->vols, link) {
 		c->vol = v;
@@ -136,6 +185,8 @@ static int check_run(struct check *c)
 			check_problem(c, "volume %s: map structure is inconsistent", v->name);
 		store_map_visit(&v->map, 0, UINT64_MAX >> 1, check_extent, c);
 	}
+	if (store_addr_prune(&c->seen))
+		check_problem(c, "the address table holds data that no map references");
 	for (uint32_t s = 0; s < p->nsegs; s++)
 		if (c->live[s] != p->segs[s].live)
 			check_problem(c, "segment %u: %llu live sectors accounted, maps hold %llu",
@@ -159,5 +210,7 @@ int store_pool_check(struct store_pool *p, store_log_fn *report, void *arg)
 	free(c.ranges);
 	free(c.nranges);
 	free(c.live);
+	if (c.seen.bucket)
+		store_addr_fini(&c.seen);
 	return rc ? rc : c.problems;
 }

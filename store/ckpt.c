@@ -38,75 +38,90 @@ struct ckpt {
 
 /* ---- serialising ------------------------------------------------------------ */
 
-struct ser {
-	char    *buf;
-	size_t   off;
-	uint64_t n;
-};
-
-static int ckpt_ser_ext(void *arg, uint64_t lba, uint64_t len, uint64_t pba)
+static void ckpt_vol_record(const struct store_vol *v, uint32_t root, struct fmt_ckpt_vol *fv)
 {
-	struct ser *s = arg;
-	uint64_t w[2] = { lba | len << MAP_LBA_BITS, pba };
-
-	memcpy(s->buf + s->off, w, sizeof(w));
-	s->off += sizeof(w);
-	s->n++;
-	return 0;
+	memset(fv, 0, sizeof(*fv));
+	fv->id = v->id;
+	fv->flags = (v->write_back ? FMT_ENT_F_WRITE_BACK : 0) |
+	            (v->snapshot ? FMT_VOL_F_SNAPSHOT : 0);
+	fv->sectors = v->sectors;
+	fv->extents = v->map.extents;
+	fv->mapped = v->map.mapped;
+	fv->root = root;
+	fv->parent = v->parent;
+	fv->created = v->created;
+	memcpy(fv->name, v->name, strlen(v->name));
 }
 
-static size_t ckpt_payload_bytes(const struct store_pool *p)
+/* Serialises the volume table, maps, address table and metadata into a
+ * fresh 4 KiB-aligned buffer. */
+static int ckpt_serialise(struct store_pool *p, void **out, size_t *bytes)
 {
-	size_t bytes = sizeof(struct fmt_ckpt_hdr);
-	const struct store_vol *v;
-
-	TAILQ_FOREACH(v, &p->vols, link)
-		if (v->state != VOL_CREATING)
-			bytes += sizeof(struct fmt_ckpt_vol) + 16 * v->map.extents;
-	return bytes + p->meta_bytes;
-}
-
-/* Serialises the volume table and maps into buf (which holds bytes). */
-static void ckpt_serialise(struct store_pool *p, void *buf)
-{
-	struct fmt_ckpt_hdr *h = buf;
-	struct ser s = { .buf = buf, .off = sizeof(*h) };
+	struct store_map_saver sv = { .gen = ++p->save_gen };
+	struct fmt_ckpt_hdr *h;
+	struct fmt_ckpt_vol *fv;
 	struct store_vol *v;
+	uint32_t *roots, n = 0;
+	size_t off, size;
+	char *buf;
+	int rc = 0;
 
+	roots = calloc(p->nvols + p->nsnaps + 1, sizeof(*roots));
+	if (!roots)
+		return -ENOMEM;
+	TAILQ_FOREACH(v, &p->vols, link) {
+		if (v->state == VOL_CREATING)
+			continue;       /* its record comes after P and is replayed */
+		rc = store_map_save(&sv, &v->map, &roots[n++]);
+		if (rc)
+			goto out;
+	}
+	size = sizeof(*h) + sv.len + n * sizeof(*fv) + store_addr_save_bytes(&p->addr) +
+	       p->meta_bytes;
+	buf = store_alloc_aligned((size + 4095) & ~(size_t)4095);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	h = (struct fmt_ckpt_hdr *)buf;
 	memcpy(h->magic, FMT_CKPT_MAGIC, 8);
 	h->version = FMT_VERSION;
 	h->next_vol_id = p->next_vol_id;
+	h->n_nodes = sv.next_id;
+	h->n_vols = n;
+	h->n_addr_recs = p->addr.nrecs;
+	h->n_meta = p->nmeta;
+	off = sizeof(*h);
+	if (sv.len)     /* no nodes: no buffer */
+		memcpy(buf + off, sv.buf, sv.len);
+	off += sv.len;
+	n = 0;
 	TAILQ_FOREACH(v, &p->vols, link) {
-		struct fmt_ckpt_vol *fv = (struct fmt_ckpt_vol *)(s.buf + s.off);
-		uint64_t before = s.n;
-
 		if (v->state == VOL_CREATING)
-			continue;       /* its record comes after P and is replayed */
-		memset(fv, 0, sizeof(*fv));
-		fv->id = v->id;
-		fv->flags = v->write_back ? FMT_ENT_F_WRITE_BACK : 0;
-		fv->sectors = v->sectors;
-		memcpy(fv->name, v->name, strlen(v->name));
-		s.off += sizeof(*fv);
-		store_map_visit(&v->map, 0, UINT64_MAX >> 1, ckpt_ser_ext, &s);
-		fv->n_extents = s.n - before;
-		h->n_vols++;
+			continue;
+		ckpt_vol_record(v, roots[n++], (struct fmt_ckpt_vol *)(buf + off));
+		off += sizeof(*fv);
 	}
-	h->n_extents = s.n;
+	off += store_addr_save(&p->addr, buf + off);
 	for (uint32_t i = 0; i < p->nmeta; i++) {
 		const struct store_meta_ent *m = &p->meta[i];
 		struct fmt_ckpt_meta fm = { .key_len = (uint16_t)m->key_len,
 		                            .value_len = m->value_len };
-		size_t n = store_meta_ckpt_bytes(m);
+		size_t mn = store_meta_ckpt_bytes(m);
 
-		memset(s.buf + s.off, 0, n);
-		memcpy(s.buf + s.off, &fm, sizeof(fm));
-		memcpy(s.buf + s.off + sizeof(fm), m->key, m->key_len);
-		memcpy(s.buf + s.off + sizeof(fm) + m->key_len, m->key + m->key_len + 1,
+		memset(buf + off, 0, mn);
+		memcpy(buf + off, &fm, sizeof(fm));
+		memcpy(buf + off + sizeof(fm), m->key, m->key_len);
+		memcpy(buf + off + sizeof(fm) + m->key_len, m->key + m->key_len + 1,
 		       m->value_len);
-		s.off += n;
+		off += mn;
 	}
-	h->n_meta = p->nmeta;
+	*out = buf;
+	*bytes = size;
+out:
+	free(sv.buf);
+	free(roots);
+	return rc;
 }
 
 static void ckpt_fill_root(struct store_pool *p, struct fmt_root *r, uint64_t gen,
@@ -133,22 +148,19 @@ static void ckpt_fill_root(struct store_pool *p, struct fmt_root *r, uint64_t ge
 static int ckpt_prepare(struct store_pool *p, void **payload, size_t *bytes,
                         uint32_t *segs, uint32_t *nsegs)
 {
-	size_t n = ckpt_payload_bytes(p);
-	uint64_t need = (n + p->seg_bytes - 1) / p->seg_bytes;
+	int rc = ckpt_serialise(p, payload, bytes);
+	uint64_t need;
 
-	if (need > FMT_ROOT_SEGS_MAX)
-		return -EFBIG;
-	if (need > p->free_segs)
-		return -ENOSPC;
-	*payload = store_alloc_aligned((n + 4095) & ~(size_t)4095);
-	if (!*payload)
-		return -ENOMEM;
-	ckpt_serialise(p, *payload);
-	*bytes = n;
+	if (rc)
+		return rc;
+	need = (*bytes + p->seg_bytes - 1) / p->seg_bytes;
+	if (need > FMT_ROOT_SEGS_MAX || need > p->free_segs) {
+		free(*payload);
+		return need > FMT_ROOT_SEGS_MAX ? -EFBIG : -ENOSPC;
+	}
 	*nsegs = 0;
 	while (*nsegs < need) {
-		int rc = store_seg_alloc(p, SEG_CKPT, &segs[*nsegs]);
-
+		rc = store_seg_alloc(p, SEG_CKPT, &segs[*nsegs]);
 		if (rc) {       /* cannot happen after the check above; be safe */
 			while (*nsegs > 0)
 				store_seg_release(p, segs[--*nsegs]);
@@ -413,48 +425,52 @@ static int ckpt_read_payload(struct store_pool *p, const struct fmt_root *r, cha
 	return 0;
 }
 
-/* A pba range that lies inside one segment. */
-static bool ckpt_pba_ok(const struct store_pool *p, uint64_t pba, uint64_t len)
-{
-	uint32_t s, e;
-
-	return store_seg_of_sector(p, pba, &s) && store_seg_of_sector(p, pba + len - 1, &e) &&
-	       s == e;
-}
-
-static int ckpt_parse_vol(struct store_pool *p, const char *buf, size_t size, size_t *off)
+static int ckpt_parse_vol(struct store_pool *p, struct store_map_loader *l,
+                          const char *buf, size_t size, size_t *off)
 {
 	struct fmt_ckpt_vol fv;
 	struct store_vol *v;
-	uint64_t end = 0;
 
 	if (size - *off < sizeof(fv))
 		return STORE_ECORRUPT;
 	memcpy(&fv, buf + *off, sizeof(fv));
 	*off += sizeof(fv);
 	if (memchr(fv.name, 0, sizeof(fv.name)) == NULL || fv.name[0] == 0 ||
+	    strlen(fv.name) > STORE_FULL_NAME_MAX ||
 	    fv.sectors == 0 || fv.sectors > STORE_VOL_MAX_SECTORS ||
-	    fv.n_extents > (size - *off) / 16 || store_vol_by_id(p, fv.id) ||
+	    fv.mapped > fv.sectors || fv.extents > fv.mapped || store_vol_by_id(p, fv.id) ||
 	    store_vol_find(p, fv.name) || fv.id == 0 || fv.id > STORE_VOL_ID_MAX)
 		return STORE_ECORRUPT;
 	v = store_vol_new(p, fv.name, fv.id, fv.sectors, fv.flags & FMT_ENT_F_WRITE_BACK);
 	if (!v)
 		return -ENOMEM;
-	for (uint64_t i = 0; i < fv.n_extents; i++) {
-		uint64_t w[2], lba, len;
-		int rc;
+	v->parent = fv.parent;
+	v->created = fv.created;
+	if (fv.flags & FMT_VOL_F_SNAPSHOT) {    /* linked to its volume later */
+		v->snapshot = true;
+		p->nvols--;
+		p->nsnaps++;
+	}
+	if (store_map_load_root(l, &v->map, fv.root))
+		return STORE_ECORRUPT;
+	v->map.extents = fv.extents;
+	v->map.mapped = fv.mapped;
+	return 0;
+}
 
-		memcpy(w, buf + *off, sizeof(w));
-		*off += sizeof(w);
-		lba = w[0] & ((1ull << MAP_LBA_BITS) - 1);
-		len = w[0] >> MAP_LBA_BITS;
-		if (len == 0 || lba < end || lba + len > v->sectors || !ckpt_pba_ok(p, w[1], len))
+/* Every snapshot belongs to a volume of the checkpoint. */
+static int ckpt_link_snapshots(struct store_pool *p)
+{
+	struct store_vol *v;
+
+	TAILQ_FOREACH(v, &p->vols, link) {
+		struct store_vol *of = v->snapshot ? store_vol_by_id(p, v->parent) : NULL;
+
+		if (!v->snapshot)
+			continue;
+		if (!of || of->snapshot)
 			return STORE_ECORRUPT;
-		end = lba + len;
-		rc = store_map_set(&v->map, lba, len, w[1], NULL, NULL);
-		if (rc)
-			return rc;
-		store_map_added(p, w[1], len);
+		of->snaps++;
 	}
 	return 0;
 }
@@ -476,24 +492,50 @@ static int ckpt_parse_meta(struct store_pool *p, const char *buf, size_t size, s
 	return store_meta_apply(p, key, fm.key_len, key + fm.key_len, fm.value_len, true);
 }
 
+/* Forgets the maps of a load that failed before they owned their nodes. */
+static void ckpt_abort_maps(struct store_pool *p, struct store_map_loader *l)
+{
+	struct store_vol *v;
+
+	TAILQ_FOREACH(v, &p->vols, link)
+		store_map_forget(&v->map);
+	store_map_loader_abort(l);
+}
+
 static int ckpt_parse(struct store_pool *p, const char *buf, size_t size)
 {
+	struct store_map_loader l = { 0 };
 	struct fmt_ckpt_hdr h;
-	size_t off = sizeof(h);
+	size_t off = sizeof(h), used;
+	int rc;
 
 	memcpy(&h, buf, sizeof(h));
-	if (memcmp(h.magic, FMT_CKPT_MAGIC, 8) || h.version != FMT_VERSION)
+	if (memcmp(h.magic, FMT_CKPT_MAGIC, 8) || h.version != FMT_VERSION ||
+	    h.n_nodes > UINT32_MAX || h.n_nodes > (size - off) / 8)
 		return STORE_ECORRUPT;
-	for (uint32_t i = 0; i < h.n_vols; i++) {
-		int rc = ckpt_parse_vol(p, buf, size, &off);
-		if (rc)
-			return rc;
+	rc = store_map_load_nodes(&l, buf + off, size - off, (uint32_t)h.n_nodes, &used);
+	off += used;
+	for (uint32_t i = 0; rc == 0 && i < h.n_vols; i++)
+		rc = ckpt_parse_vol(p, &l, buf, size, &off);
+	if (rc == 0)
+		rc = store_addr_load(&p->addr, buf + off, size - off, h.n_addr_recs,
+		                     store_pba_ok, p, &used);
+	if (rc == 0) {
+		off += used;
+		rc = store_map_loader_finish(&l, store_addr_ref, &p->addr, &p->map_nodes);
 	}
-	for (uint32_t i = 0; i < h.n_meta; i++) {
-		int rc = ckpt_parse_meta(p, buf, size, &off);
-		if (rc)
-			return rc;
+	if (rc) {
+		ckpt_abort_maps(p, &l);
+		return rc == -ENOMEM ? rc : STORE_ECORRUPT;
 	}
+	/* every map extent found its data, and all data is referenced */
+	if (p->addr.err || store_addr_prune(&p->addr))
+		return STORE_ECORRUPT;
+	rc = ckpt_link_snapshots(p);
+	for (uint32_t i = 0; rc == 0 && i < h.n_meta; i++)
+		rc = ckpt_parse_meta(p, buf, size, &off);
+	if (rc)
+		return rc;
 	if (off != size || h.next_vol_id == 0 || h.next_vol_id > STORE_VOL_ID_MAX + 1)
 		return STORE_ECORRUPT;
 	if (h.next_vol_id > p->next_vol_id)
@@ -506,6 +548,8 @@ static void ckpt_reset(struct store_pool *p)
 	while (!TAILQ_EMPTY(&p->vols))
 		store_vol_free(TAILQ_FIRST(&p->vols));
 	store_meta_free_all(p);
+	store_addr_fini(&p->addr);
+	store_addr_init(&p->addr, store_seg_live_cb, p);
 	memset(p->segs, 0, p->nsegs * sizeof(*p->segs));
 	p->next_vol_id = 1;
 }

@@ -31,6 +31,9 @@
  * FMT_SEQ_JUMP past the last valid record, so a record that was written
  * before a crash but lost its predecessor can never join the new chain.
  *
+ * A WRITE entry's data has the log address seq << 16 | data_off (addr.h):
+ * maps refer to data by that name, which never changes when data moves.
+ *
  * flushed_seq tells a torn write from damage: a record names the newest
  * record a completed flush covered when it was sealed. If replay stops after
  * record L but a valid record claims flushed_seq > L, the record after L was
@@ -47,7 +50,7 @@
 #error "sluice's on-disk format is little-endian; this host is not"
 #endif
 
-#define FMT_VERSION         1u
+#define FMT_VERSION         2u
 #define FMT_SB_MAGIC        "SLUICEPL"
 #define FMT_ROOT_MAGIC      "SLCKROOT"
 #define FMT_CKPT_MAGIC      "SLCKPAYL"
@@ -107,15 +110,39 @@ struct fmt_rec_hdr {
 enum fmt_ent_type {
 	FMT_ENT_WRITE = 1,       /* vol, lba, sectors at data_off */
 	FMT_ENT_UNMAP,           /* vol, lba, sectors */
-	FMT_ENT_VOL_CREATE,      /* vol, sectors = size, flags, name at data_off */
-	FMT_ENT_VOL_DELETE,      /* vol */
+	FMT_ENT_VOL_CREATE,      /* vol, sectors = size, flags; a fmt_name_item */
+	FMT_ENT_VOL_DELETE,      /* vol (a volume or a snapshot) */
 	FMT_ENT_VOL_RESIZE,      /* vol, sectors = new size */
 	FMT_ENT_VOL_SET_WB,      /* vol, flags */
 	FMT_ENT_META_PUT,        /* name_len = key bytes, sectors = value bytes;
 	                          * key then value at data_off */
 	FMT_ENT_META_DEL,        /* name_len = key bytes; key at data_off */
+	FMT_ENT_SNAPSHOT,        /* sectors = n fmt_name_items, each: src = the
+	                          * volume, id = its new snapshot; all at once */
+	FMT_ENT_CLONE,           /* vol = new id, lba = snapshot id, flags; a
+	                          * fmt_name_item */
+	FMT_ENT_ROLLBACK,        /* vol, lba = snapshot id */
+	FMT_ENT_COPY,            /* vol, lba, sectors: share the data of a
+	                          * fmt_copy_src range (copy by reference) */
 };
 #define FMT_ENT_F_WRITE_BACK 0x1u
+
+/* One sector of record data naming a new volume, snapshot or clone. */
+struct fmt_name_item {
+	uint32_t src;            /* snapshot: the volume; clone: the snapshot */
+	uint32_t id;             /* the new one's id */
+	uint32_t name_len;
+	uint32_t flags;
+	uint64_t created;        /* unix seconds */
+	char     name[488];      /* "vol" or "vol@snap", not NUL-terminated */
+};
+
+struct fmt_copy_src {
+	uint32_t vol;
+	uint32_t reserved;
+	uint64_t lba;
+	uint8_t  pad[496];
+};
 
 struct fmt_rec_entry {
 	uint8_t  type;
@@ -128,24 +155,34 @@ struct fmt_rec_entry {
 	uint32_t reserved;
 };
 
-/* Checkpoint payload: header, then per volume a fmt_ckpt_vol followed by its
- * extents as pairs of u64: lba | len << 40, and pba; then n_meta metadata
- * records, each a fmt_ckpt_meta, the key and the value, padded to 8 bytes. */
+/* Checkpoint payload: header; n_nodes map nodes, each once however many
+ * maps share it (store/map.c: store_map_save); n_vols fmt_ckpt_vols, each
+ * naming its map's root node; n_addr_recs records of the address table
+ * (store/addr.h); then n_meta metadata records, each a fmt_ckpt_meta, the
+ * key and the value, padded to 8 bytes. */
 struct fmt_ckpt_hdr {
 	char     magic[8];
 	uint32_t version;
 	uint32_t n_vols;
-	uint64_t n_extents;
+	uint64_t n_nodes;
+	uint64_t n_addr_recs;
 	uint32_t next_vol_id;
 	uint32_t n_meta;
 };
 
+#define FMT_VOL_F_SNAPSHOT   0x2u
+#define FMT_FULL_NAME_MAX    257  /* "vol@snap" */
+
 struct fmt_ckpt_vol {
 	uint32_t id;
-	uint32_t flags;
+	uint32_t flags;          /* FMT_ENT_F_WRITE_BACK, FMT_VOL_F_SNAPSHOT */
 	uint64_t sectors;
-	uint64_t n_extents;
-	char     name[136];      /* NUL-terminated */
+	uint64_t extents;        /* of its map */
+	uint64_t mapped;         /* sectors */
+	uint32_t root;           /* node id, 0: empty */
+	uint32_t parent;         /* snapshot: its volume; clone: its snapshot */
+	uint64_t created;
+	char     name[264];      /* NUL-terminated */
 };
 
 struct fmt_ckpt_meta {
@@ -158,5 +195,7 @@ _Static_assert(sizeof(struct fmt_super) <= 4096, "superblock fits a block");
 _Static_assert(sizeof(struct fmt_root) <= 4096, "root fits a block");
 _Static_assert(sizeof(struct fmt_rec_hdr) == 72, "record header layout");
 _Static_assert(sizeof(struct fmt_rec_entry) == 32, "record entry layout");
+_Static_assert(sizeof(struct fmt_name_item) == 512, "a name item is a sector");
+_Static_assert(sizeof(struct fmt_copy_src) == 512, "a copy source is a sector");
 
 #endif

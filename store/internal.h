@@ -25,6 +25,7 @@
 #include <stdarg.h>
 #include <sys/queue.h>
 
+#include "store/addr.h"
 #include "store/backend.h"
 #include "store/format.h"
 #include "store/map.h"
@@ -37,7 +38,7 @@
 enum seg_state { SEG_FREE, SEG_LOG, SEG_CKPT };
 
 struct seg_info {
-	uint64_t live;          /* sectors some map points at */
+	uint64_t live;          /* sectors some map references (store/addr.c) */
 	uint64_t last_seq;      /* newest record written into it */
 	uint32_t readers;       /* reads in flight from it */
 	uint8_t  state;
@@ -46,20 +47,25 @@ struct seg_info {
 
 enum vol_state { VOL_CREATING, VOL_ACTIVE, VOL_DELETING };
 
+/* A volume, or a snapshot (read-only, named "vol@snap"): both are a map. */
 struct store_vol {
 	TAILQ_ENTRY(store_vol) link;    /* pool->vols, in name order */
 	struct store_pool *pool;
-	char              name[STORE_NAME_MAX + 1];
+	char              name[STORE_FULL_NAME_MAX + 1];
 	uint32_t          id;
 	uint64_t          sectors;
 	bool              write_back;
+	bool              snapshot;
+	uint32_t          parent;       /* snapshot: its volume; clone: its snapshot */
+	uint32_t          snaps;        /* a volume's snapshots, any state */
+	uint64_t          created;      /* unix seconds */
 	enum vol_state    state;
 	uint32_t          handles;      /* store_vol_open() minus close() */
 	uint32_t          inflight;     /* requests not yet completed */
 	struct store_map  map;
 };
 
-enum req_type { REQ_WRITE, REQ_UNMAP, REQ_FLUSH, REQ_META, REQ_READ };
+enum req_type { REQ_WRITE, REQ_UNMAP, REQ_FLUSH, REQ_META, REQ_READ, REQ_COPY };
 
 struct store_req {
 	STAILQ_ENTRY(store_req) link;
@@ -75,6 +81,8 @@ struct store_req {
 	uint8_t            meta_flags;
 	char              *blob;        /* META_PUT/DEL: key, then value */
 	uint32_t           key_len, value_len;
+	void              *data;        /* record data, whole sectors (names, copy source) */
+	uint32_t           data_len;
 	int                err;
 	store_done_fn     *done;
 	void              *arg;
@@ -123,9 +131,12 @@ struct store_pool {
 	struct seg_info      *segs;
 	uint32_t              free_segs;
 
-	/* volumes */
+	/* volumes and snapshots; their maps; where their data is */
 	TAILQ_HEAD(, store_vol) vols;
-	uint32_t              nvols;
+	uint32_t              nvols, nsnaps;
+	uint64_t              map_nodes;
+	uint32_t              save_gen; /* of the last checkpoint's map save */
+	struct store_addr     addr;
 	uint32_t              next_vol_id;
 	struct store_vol    **by_id;    /* index by volume id (ids are never reused) */
 	uint32_t              by_id_cap;
@@ -177,8 +188,8 @@ int  store_seg_alloc(struct store_pool *p, enum seg_state state, uint32_t *out);
 void store_seg_release(struct store_pool *p, uint32_t seg);
 uint64_t store_seg_sector(const struct store_pool *p, uint32_t seg);
 bool store_seg_of_sector(const struct store_pool *p, uint64_t pba, uint32_t *seg);
-void store_map_freed_cb(void *arg, uint64_t pba, uint64_t len);
-void store_map_added(struct store_pool *p, uint64_t pba, uint64_t len);
+void store_seg_live_cb(void *arg, uint64_t pba, uint64_t len, int sign);
+bool store_pba_ok(void *arg, uint64_t pba, uint64_t len);
 uint32_t store_ckpt_reserve(const struct store_pool *p);
 void *store_alloc_aligned(size_t bytes);
 uint32_t store_crc(const void *buf, size_t len);
@@ -188,11 +199,14 @@ struct store_vol *store_vol_find(struct store_pool *p, const char *name);
 struct store_vol *store_vol_by_id(struct store_pool *p, uint32_t id);
 struct store_vol *store_vol_new(struct store_pool *p, const char *name, uint32_t id,
                                 uint64_t sectors, bool write_back);
+void store_vol_set_snapshot(struct store_vol *v, struct store_vol *of);
 void store_vol_free(struct store_vol *v);
 void store_req_complete(struct store_pool *p, struct store_req *r, int err);
 void store_req_defer(struct store_pool *p, struct store_req *r, int err);
+/* data: the record's data, data_sectors long; seq: the record's. */
 int  store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
-                     const char *name, uint64_t pba, bool replay);
+                     const char *data, uint64_t data_sectors, uint64_t seq,
+                     uint64_t pba, bool replay);
 
 size_t store_iov_bytes(const struct iovec *iov, int iovcnt);
 void store_iov_to_buf(const struct iovec *iov, int iovcnt, size_t off, void *dst, size_t len);

@@ -47,6 +47,7 @@ bool store_req_needs_flush(const struct store_req *r)
 	case REQ_WRITE:
 		return !r->vol->write_back || (r->flags & STORE_WRITE_FUA);
 	case REQ_UNMAP:
+	case REQ_COPY:
 		return !r->vol->write_back;
 	default:
 		return true;
@@ -169,8 +170,8 @@ static uint64_t req_data_sectors(const struct store_req *r)
 {
 	if (r->type == REQ_WRITE)
 		return r->sectors - r->sealed;
-	if (r->type == REQ_META && r->meta == FMT_ENT_VOL_CREATE)
-		return 1;               /* the name */
+	if (r->data)
+		return r->data_len / STORE_SECTOR;      /* names, a copy's source */
 	if (r->type == REQ_META && r->blob)
 		return (r->key_len + r->value_len + STORE_SECTOR - 1) / STORE_SECTOR;
 	return 0;
@@ -219,18 +220,20 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 			r->sealed += want;
 			if (r->sealed < r->sectors)
 				break;  /* record full: r stays at the head */
-		} else if (r->type == REQ_UNMAP) {
-			be->e.type = FMT_ENT_UNMAP;
+		} else if (r->type == REQ_UNMAP || r->type == REQ_COPY) {
+			be->e.type = r->type == REQ_UNMAP ? FMT_ENT_UNMAP : FMT_ENT_COPY;
 			be->e.lba = r->lba;
 			be->e.sectors = r->sectors;
 		} else {
 			be->e.type = r->meta;
 			be->e.flags = r->meta_flags;
 			be->e.sectors = r->blob ? r->value_len : r->sectors;
-			if (r->meta == FMT_ENT_VOL_CREATE)
-				be->e.name_len = (uint16_t)strlen(r->vol->name);
-			else if (r->blob)
+			if (r->blob)
 				be->e.name_len = (uint16_t)r->key_len;
+			else if (r->meta == FMT_ENT_ROLLBACK || r->meta == FMT_ENT_CLONE) {
+				be->e.lba = r->sectors;         /* the snapshot's id */
+				be->e.sectors = 0;
+			}
 		}
 		STAILQ_REMOVE_HEAD(&p->queue, link);
 	}
@@ -263,10 +266,9 @@ static void batch_build(struct store_pool *p, struct batch *b, uint64_t data_sec
 			store_iov_to_buf(r->iov, r->iovcnt,
 			                 (be->e.lba - r->lba) * STORE_SECTOR, dst,
 			                 be->e.sectors * STORE_SECTOR);
-		else if (be->e.type == FMT_ENT_VOL_CREATE) {
-			memset(dst, 0, STORE_SECTOR);
-			memcpy(dst, r->vol->name, be->e.name_len);
-		} else if (r->blob) {
+		else if (r->data)
+			memcpy(dst, r->data, r->data_len);
+		else if (r->blob) {
 			size_t n = r->key_len + r->value_len;
 
 			memcpy(dst, r->blob, n);
@@ -457,7 +459,9 @@ static void batch_finish(struct store_pool *p, struct batch *b)
 		struct store_req *r = be->req;
 		int rc = r->blob ? store_meta_apply(p, r->blob, r->key_len, r->blob + r->key_len,
 		                                    r->value_len, r->meta == FMT_ENT_META_PUT)
-		                 : store_vol_apply(p, &be->e, NULL, be->pba, false);
+		                 : store_vol_apply(p, &be->e, (char *)b->buf + b->hdr_bytes,
+		                                   b->data_bytes / STORE_SECTOR, b->seq, be->pba,
+		                                   false);
 
 		if (rc) {       /* the record is durable but the map cannot take it */
 			store_pool_fail(p, rc, "map update");

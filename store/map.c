@@ -8,9 +8,8 @@
  *
  * Sharing: a node's refs counts the trees and parents pointing at it. Before
  * changing a node reached from the root, node_own() copies it if refs > 1
- * (the path copy of a persistent B+tree). Extents displaced from a copied
- * leaf are still referenced by the other tree, so they are not reported as
- * freed.
+ * (the path copy of a persistent B+tree). A copied leaf is one more leaf
+ * holding each of its extents, so the copy reports +1 for each (map.h).
  *
  * Memory: a node is 4 KiB; extents are 16 bytes. Leaves split in half, except
  * at the right edge of the tree where a sequential fill splits 90/10, which
@@ -23,15 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAP_NODE_BYTES  4096
-#define MAP_LEAF_CAP    ((MAP_NODE_BYTES - 8) / sizeof(struct store_map_ext))
-#define MAP_INNER_CAP   ((MAP_NODE_BYTES - 8) / 16)
+#define MAP_NODE_HDR    16
+#define MAP_LEAF_CAP    ((MAP_NODE_BYTES - MAP_NODE_HDR) / sizeof(struct store_map_ext))
+#define MAP_INNER_CAP   ((MAP_NODE_BYTES - MAP_NODE_HDR) / 16)
 
 struct store_map_node {
 	uint32_t refs;
 	uint16_t n;
 	uint8_t  leaf;
 	uint8_t  pad;
+	uint32_t save_gen;              /* checkpoint that last saved it */
+	uint32_t save_id;               /* its id in that checkpoint */
 	union {
 		struct store_map_ext ext[MAP_LEAF_CAP];
 		struct {
@@ -41,12 +42,24 @@ struct store_map_node {
 	};
 };
 
+_Static_assert(sizeof(struct store_map_node) <= MAP_NODE_BYTES, "a node fits 4 KiB");
+
 struct map_op {
-	struct store_map  *m;           /* counts extents, sectors and nodes */
-	store_map_free_fn *freed;
-	void              *arg;
-	bool               no_merge;    /* splitting an extent: keep pieces apart */
+	struct store_map  *m;           /* counts extents and sectors */
+	bool               quiet;       /* an extent split in place: no ref changes */
 };
+
+static void ref_change(const struct store_map *m, uint64_t la, uint64_t len, int delta)
+{
+	if (m->ref && len)
+		m->ref(m->ref_arg, la, len, delta);
+}
+
+static void nodes_add(const struct store_map *m, int delta)
+{
+	if (m->nodes)
+		*m->nodes += (uint64_t)(int64_t)delta;
+}
 
 static struct store_map_node *node_new(struct store_map *m, bool leaf)
 {
@@ -54,11 +67,13 @@ static struct store_map_node *node_new(struct store_map *m, bool leaf)
 
 	if (!n)
 		return NULL;
-	m->nodes++;
+	nodes_add(m, 1);
 	n->refs = 1;
 	n->n = 0;
 	n->leaf = leaf;
 	n->pad = 0;
+	n->save_gen = 0;
+	n->save_id = 0;
 	return n;
 }
 
@@ -67,24 +82,19 @@ static uint64_t node_min(const struct store_map_node *n)
 	return n->leaf ? n->ext[0].lba : n->in.key[0];
 }
 
-static void node_put(struct store_map_node *n, struct map_op *op)
+/* Drops one reference to n; the last one frees it and releases what it
+ * holds. The map's counters are the caller's. */
+static void node_put(struct store_map_node *n, const struct store_map *m)
 {
 	if (--n->refs > 0)
 		return;
 	for (unsigned i = 0; i < n->n; i++) {
-		if (!n->leaf) {
-			node_put(n->in.child[i], op);
-			continue;
-		}
-		if (op->m) {
-			op->m->extents--;
-			op->m->mapped -= n->ext[i].len;
-		}
-		if (op->freed)
-			op->freed(op->arg, n->ext[i].pba, n->ext[i].len);
+		if (!n->leaf)
+			node_put(n->in.child[i], m);
+		else
+			ref_change(m, n->ext[i].la, n->ext[i].len, -1);
 	}
-	if (op->m)
-		op->m->nodes--;
+	nodes_add(m, -1);
 	free(n);
 }
 
@@ -99,12 +109,16 @@ static int node_own(struct store_map *m, struct store_map_node **pp, bool *share
 	c = malloc(sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	m->nodes++;
+	nodes_add(m, 1);
 	memcpy(c, n, sizeof(*c));
 	c->refs = 1;
-	if (!c->leaf)
-		for (unsigned i = 0; i < c->n; i++)
+	c->save_gen = 0;
+	for (unsigned i = 0; i < c->n; i++) {
+		if (c->leaf)
+			ref_change(m, c->ext[i].la, c->ext[i].len, +1);
+		else
 			c->in.child[i]->refs++;
+	}
 	n->refs--;
 	*pp = c;
 	*shared = true;
@@ -143,15 +157,15 @@ static unsigned leaf_find(const struct store_map_node *n, uint64_t lba)
 
 /* ---- removal ---------------------------------------------------------- */
 
-static void op_free(struct map_op *op, bool shared, uint64_t pba, uint64_t len)
+static void op_free(struct map_op *op, uint64_t la, uint64_t len)
 {
 	op->m->mapped -= len;
-	if (op->freed && !shared)
-		op->freed(op->arg, pba, len);
+	if (!op->quiet)
+		ref_change(op->m, la, len, -1);
 }
 
 static void leaf_remove(struct store_map_node *n, uint64_t a, uint64_t b,
-                        struct map_op *op, bool shared)
+                        struct map_op *op)
 {
 	unsigned i = leaf_find(n, a), out = i;
 
@@ -163,16 +177,16 @@ static void leaf_remove(struct store_map_node *n, uint64_t a, uint64_t b,
 			break;
 		assert(!(es < a && ee > b) && "map: middle split reached leaf_remove");
 		if (es >= a && ee <= b) {
-			op_free(op, shared, e.pba, e.len);
+			op_free(op, e.la, e.len);
 			op->m->extents--;
 			continue;
 		}
 		if (es < a) {           /* keep the head */
-			op_free(op, shared, e.pba + (a - es), ee - a);
+			op_free(op, e.la + (a - es), ee - a);
 			e.len = a - es;
 		} else {                /* keep the tail */
-			op_free(op, shared, e.pba, b - es);
-			e.pba += b - es;
+			op_free(op, e.la, b - es);
+			e.la += b - es;
 			e.len = ee - b;
 			e.lba = b;
 		}
@@ -194,7 +208,7 @@ static int node_remove(struct store_map_node **pp, uint64_t a, uint64_t b,
 		return rc;
 	n = *pp;
 	if (n->leaf) {
-		leaf_remove(n, a, b, op, shared);
+		leaf_remove(n, a, b, op);
 		return 0;
 	}
 	for (unsigned i = inner_find(n, a); i < n->n && n->in.key[i] < b;) {
@@ -209,7 +223,7 @@ static int node_remove(struct store_map_node **pp, uint64_t a, uint64_t b,
 			i++;
 			continue;
 		}
-		node_put(c, op);
+		node_put(c, op->m);
 		memmove(&n->in.key[i], &n->in.key[i + 1], (n->n - i - 1) * sizeof(uint64_t));
 		memmove(&n->in.child[i], &n->in.child[i + 1], (n->n - i - 1) * sizeof(c));
 		n->n--;
@@ -221,7 +235,7 @@ static int node_remove(struct store_map_node **pp, uint64_t a, uint64_t b,
 
 static bool ext_joins(struct store_map_ext l, struct store_map_ext r)
 {
-	return l.lba + l.len == r.lba && l.pba + l.len == r.pba &&
+	return l.lba + l.len == r.lba && l.la + l.len == r.la &&
 	       (uint64_t)l.len + r.len <= MAP_LEN_MAX;
 }
 
@@ -253,8 +267,10 @@ static int leaf_insert(struct store_map_node *n, struct store_map_ext e,
 	unsigned pos = leaf_find(n, e.lba);
 
 	op->m->mapped += e.len;
-	if (op->no_merge)
-		goto put;
+	if (!op->quiet)
+		ref_change(op->m, e.la, e.len, +1);
+	else
+		goto put;       /* the pieces of a split stay apart */
 	if (pos > 0 && ext_joins(n->ext[pos - 1], e)) {
 		n->ext[pos - 1].len += e.len;
 		if (pos < n->n && ext_joins(n->ext[pos - 1], n->ext[pos])) {
@@ -267,7 +283,7 @@ static int leaf_insert(struct store_map_node *n, struct store_map_ext e,
 	}
 	if (pos < n->n && ext_joins(e, n->ext[pos])) {
 		n->ext[pos].lba = e.lba;
-		n->ext[pos].pba = e.pba;
+		n->ext[pos].la = e.la;
 		n->ext[pos].len += e.len;
 		return 0;
 	}
@@ -391,18 +407,21 @@ static int map_insert(struct store_map *m, struct store_map_ext e, struct map_op
 }
 
 /* Drops a root that became empty or has a single child. */
-static void map_shrink(struct store_map *m, struct map_op *op)
+static void map_shrink(struct store_map *m)
 {
 	while (m->root) {
 		struct store_map_node *r = m->root;
 
 		if (r->n == 0) {
 			m->root = NULL;
-			node_put(r, op);
+			node_put(r, m);
 		} else if (!r->leaf && r->n == 1) {
 			m->root = r->in.child[0];
-			r->n = 0;       /* hand the child over without dropping it */
-			node_put(r, op);
+			if (r->refs > 1)
+				m->root->refs++;        /* the old root keeps its child */
+			else
+				r->n = 0;       /* hand the child over without dropping it */
+			node_put(r, m);
 		} else {
 			return;
 		}
@@ -436,14 +455,14 @@ static int map_remove(struct store_map *m, uint64_t a, uint64_t b, struct map_op
 	if (!m->root || a >= b)
 		return 0;
 	if (map_find_container(m, a, b, &c)) {
-		struct map_op keep = { .m = m, .no_merge = true };
+		struct map_op keep = { .m = m, .quiet = true };
 		struct store_map_ext r = c;
 		uint64_t ce = c.lba + c.len;
 
 		/* [c.lba, ce) -> [c.lba, b) + [b, ce), moving no data */
 		rc = node_remove(&m->root, b, ce, &keep);
 		r.lba = b;
-		r.pba = c.pba + (b - c.lba);
+		r.la = c.la + (b - c.lba);
 		r.len = ce - b;
 		if (!rc)
 			rc = map_insert(m, r, &keep);
@@ -451,24 +470,36 @@ static int map_remove(struct store_map *m, uint64_t a, uint64_t b, struct map_op
 			return rc;
 	}
 	rc = node_remove(&m->root, a, b, op);
-	map_shrink(m, op);
+	map_shrink(m);
 	return rc;
 }
 
 /* ---- public ----------------------------------------------------------- */
 
-void store_map_init(struct store_map *m)
+void store_map_init(struct store_map *m, store_map_ref_fn *ref, void *arg, uint64_t *nodes)
 {
 	memset(m, 0, sizeof(*m));
+	m->ref = ref;
+	m->ref_arg = arg;
+	m->nodes = nodes;
 }
 
-void store_map_fini(struct store_map *m, store_map_free_fn *freed, void *arg)
+void store_map_fini(struct store_map *m)
 {
-	struct map_op op = { .m = m, .freed = freed, .arg = arg };
-
 	if (m->root)
-		node_put(m->root, &op);
+		node_put(m->root, m);
 	m->root = NULL;
+	m->extents = 0;
+	m->mapped = 0;
+}
+
+void store_map_share(struct store_map *dst, const struct store_map *src)
+{
+	dst->root = src->root;
+	if (dst->root)
+		dst->root->refs++;
+	dst->extents = src->extents;
+	dst->mapped = src->mapped;
 }
 
 #define MAP_DEPTH_MAX 16
@@ -503,16 +534,16 @@ static bool map_set_in_leaf(struct store_map *m, struct store_map_ext e, struct 
 	if (i < n->n && n->ext[i].lba < a && n->ext[i].lba + n->ext[i].len > b) {
 		/* a write inside one extent: keep its tail as an extent of its own */
 		struct store_map_ext c = n->ext[i], r = c;
-		struct map_op keep = { .m = m, .no_merge = true };
+		struct map_op keep = { .m = m, .quiet = true };
 
 		r.lba = b;
-		r.pba = c.pba + (b - c.lba);
+		r.la = c.la + (b - c.lba);
 		r.len = c.lba + c.len - b;
 		n->ext[i].len = b - c.lba;
 		m->mapped -= r.len;
 		leaf_insert(n, r, false, &keep, &split);
 	}
-	leaf_remove(n, a, b, op, false);
+	leaf_remove(n, a, b, op);
 	leaf_insert(n, e, false, op, &split);
 	while (depth-- > 0 && path[depth]->in.key[idx[depth]] != node_min(n)) {
 		path[depth]->in.key[idx[depth]] = node_min(n);
@@ -523,11 +554,10 @@ static bool map_set_in_leaf(struct store_map *m, struct store_map_ext e, struct 
 	return true;
 }
 
-int store_map_set(struct store_map *m, uint64_t lba, uint64_t len, uint64_t pba,
-                  store_map_free_fn *freed, void *arg)
+int store_map_set(struct store_map *m, uint64_t lba, uint64_t len, uint64_t la)
 {
-	struct map_op op = { .m = m, .freed = freed, .arg = arg };
-	struct store_map_ext whole = { .lba = lba, .len = len, .pba = pba };
+	struct map_op op = { .m = m };
+	struct store_map_ext whole = { .lba = lba, .len = len, .la = la };
 	int rc;
 
 	if (len > 0 && len <= MAP_LEN_MAX && map_set_in_leaf(m, whole, &op))
@@ -536,20 +566,19 @@ int store_map_set(struct store_map *m, uint64_t lba, uint64_t len, uint64_t pba,
 
 	while (!rc && len > 0) {
 		uint64_t n = len < MAP_LEN_MAX ? len : MAP_LEN_MAX;
-		struct store_map_ext e = { .lba = lba, .len = n, .pba = pba };
+		struct store_map_ext e = { .lba = lba, .len = n, .la = la };
 
 		rc = map_insert(m, e, &op);
 		lba += n;
-		pba += n;
+		la += n;
 		len -= n;
 	}
 	return rc;
 }
 
-int store_map_unmap(struct store_map *m, uint64_t lba, uint64_t len,
-                    store_map_free_fn *freed, void *arg)
+int store_map_unmap(struct store_map *m, uint64_t lba, uint64_t len)
 {
-	struct map_op op = { .m = m, .freed = freed, .arg = arg };
+	struct map_op op = { .m = m };
 
 	return map_remove(m, lba, lba + len, &op);
 }
@@ -568,7 +597,7 @@ static int node_visit(const struct store_map_node *n, uint64_t a, uint64_t b,
 	for (unsigned i = leaf_find(n, a); i < n->n && n->ext[i].lba < b; i++) {
 		uint64_t s = n->ext[i].lba, e = s + n->ext[i].len;
 		uint64_t cs = s > a ? s : a, ce = e < b ? e : b;
-		int rc = visit(arg, cs, ce - cs, n->ext[i].pba + (cs - s));
+		int rc = visit(arg, cs, ce - cs, n->ext[i].la + (cs - s));
 		if (rc)
 			return rc;
 	}
@@ -581,21 +610,6 @@ int store_map_visit(const struct store_map *m, uint64_t lba, uint64_t len,
 	if (!m->root || len == 0)
 		return 0;
 	return node_visit(m->root, lba, lba + len, visit, arg);
-}
-
-static uint64_t node_count(const struct store_map_node *n)
-{
-	uint64_t c = 1;
-
-	if (!n->leaf)
-		for (unsigned i = 0; i < n->n; i++)
-			c += node_count(n->in.child[i]);
-	return c;
-}
-
-uint64_t store_map_mem_bytes(const struct store_map *m)
-{
-	return m->nodes * sizeof(struct store_map_node);
 }
 
 struct verify_ctx {
@@ -615,7 +629,7 @@ static int node_verify(const struct store_map_node *n, uint64_t lo, uint64_t hi,
 		for (unsigned i = 0; i < n->n; i++) {
 			const struct store_map_ext *e = &n->ext[i];
 			if (e->len == 0 || e->lba < v->next || e->lba < lo ||
-			    e->lba + e->len > hi)
+			    e->lba + e->len > hi || e->la + e->len < e->la)
 				return -EUCLEAN;
 			v->next = e->lba + e->len;
 			v->extents++;
@@ -647,7 +661,246 @@ int store_map_verify(const struct store_map *m)
 	rc = node_verify(m->root, 0, UINT64_MAX, 0, &v);
 	if (rc)
 		return rc;
-	if (node_count(m->root) != m->nodes)
-		return -EUCLEAN;
 	return v.extents == m->extents && v.mapped == m->mapped ? 0 : -EUCLEAN;
+}
+
+/* ---- space only one map holds ---------------------------------------------- */
+
+static uint64_t node_unique(const struct store_map_node *n, store_map_only_fn *only,
+                            void *arg)
+{
+	uint64_t u = 0;
+
+	if (n->refs != 1)
+		return 0;       /* everything below is reachable from another map too */
+	for (unsigned i = 0; i < n->n; i++)
+		u += n->leaf ? only(arg, n->ext[i].la, n->ext[i].len)
+		             : node_unique(n->in.child[i], only, arg);
+	return u;
+}
+
+uint64_t store_map_unique(const struct store_map *m, store_map_only_fn *only, void *arg)
+{
+	return m->root ? node_unique(m->root, only, arg) : 0;
+}
+
+/* ---- checkpoints ---------------------------------------------------------- *
+ *
+ * A saved node: u32 n, u32 leaf; then a leaf's n extents as two u64s (lba |
+ * len << 40, la) or an inner node's n child ids as u32s, padded to 8 bytes.
+ * Ids count from 1 in the order written; an inner node's keys are its
+ * children's smallest lbas, so they are not stored. */
+
+static size_t saved_bytes(const struct store_map_node *n)
+{
+	return 8 + (n->leaf ? 16u * n->n : ((4u * n->n + 7) & ~7u));
+}
+
+static int saver_room(struct store_map_saver *s, size_t need)
+{
+	size_t cap = s->cap ? s->cap : 1 << 16;
+	char *b;
+
+	if (s->len + need <= s->cap)
+		return 0;
+	while (cap < s->len + need)
+		cap *= 2;
+	b = realloc(s->buf, cap);
+	if (!b)
+		return -ENOMEM;
+	s->buf = b;
+	s->cap = cap;
+	return 0;
+}
+
+static int node_save(struct store_map_saver *s, struct store_map_node *n)
+{
+	uint32_t hdr[2] = { n->n, n->leaf };
+	char *at;
+	int rc;
+
+	if (n->save_gen == s->gen)
+		return 0;
+	for (unsigned i = 0; !n->leaf && i < n->n; i++)
+		if ((rc = node_save(s, n->in.child[i])))
+			return rc;
+	if ((rc = saver_room(s, saved_bytes(n))))
+		return rc;
+	at = s->buf + s->len;
+	memset(at, 0, saved_bytes(n));
+	memcpy(at, hdr, 8);
+	for (unsigned i = 0; i < n->n; i++) {
+		if (n->leaf) {
+			uint64_t w[2] = { n->ext[i].lba | (uint64_t)n->ext[i].len << MAP_LBA_BITS,
+			                  n->ext[i].la };
+			memcpy(at + 8 + 16 * i, w, 16);
+		} else {
+			memcpy(at + 8 + 4 * i, &n->in.child[i]->save_id, 4);
+		}
+	}
+	s->len += saved_bytes(n);
+	n->save_gen = s->gen;
+	n->save_id = ++s->next_id;
+	return 0;
+}
+
+int store_map_save(struct store_map_saver *s, const struct store_map *m, uint32_t *root)
+{
+	int rc = 0;
+
+	*root = 0;
+	if (m->root && !(rc = node_save(s, m->root)))
+		*root = m->root->save_id;
+	return rc;
+}
+
+static int loader_add(struct store_map_loader *l, struct store_map_node *n)
+{
+	if (l->n == l->cap) {
+		uint32_t cap = l->cap ? l->cap * 2 : 1024;
+		struct store_map_node **v = realloc(l->node, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->node = v;
+		l->cap = cap;
+	}
+	l->node[l->n++] = n;
+	return 0;
+}
+
+/* Where the last extent under n ends, and how far down its leaves are. */
+static uint64_t node_end(const struct store_map_node *n)
+{
+	while (!n->leaf)
+		n = n->in.child[n->n - 1];
+	return n->ext[n->n - 1].lba + n->ext[n->n - 1].len;
+}
+
+static unsigned node_height(const struct store_map_node *n)
+{
+	unsigned h = 0;
+
+	for (; !n->leaf; h++)
+		n = n->in.child[0];
+	return h;
+}
+
+/* One saved node at buf; -EUCLEAN when it does not hold together: children
+ * in order, apart, and all of one height. */
+static int node_load(struct store_map_loader *l, const char *buf, size_t len, size_t *used)
+{
+	struct store_map_node *n;
+	uint32_t hdr[2];
+
+	if (len < 8)
+		return -EUCLEAN;
+	memcpy(hdr, buf, 8);
+	if (hdr[1] > 1 || hdr[0] == 0 || hdr[0] > (hdr[1] ? MAP_LEAF_CAP : MAP_INNER_CAP))
+		return -EUCLEAN;
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	n->n = (uint16_t)hdr[0];
+	n->leaf = (uint8_t)hdr[1];
+	*used = saved_bytes(n);
+	if (*used > len)
+		goto bad;
+	for (unsigned i = 0; i < n->n; i++) {
+		if (n->leaf) {
+			uint64_t w[2];
+
+			memcpy(w, buf + 8 + 16 * i, 16);
+			n->ext[i].lba = w[0] & ((1ull << MAP_LBA_BITS) - 1);
+			n->ext[i].len = w[0] >> MAP_LBA_BITS;
+			n->ext[i].la = w[1];
+			if (n->ext[i].len == 0 || (i > 0 && n->ext[i].lba <
+			    n->ext[i - 1].lba + n->ext[i - 1].len))
+				goto bad;
+		} else {
+			uint32_t id;
+
+			memcpy(&id, buf + 8 + 4 * i, 4);
+			if (id == 0 || id > l->n)
+				goto bad;       /* children come first */
+			n->in.child[i] = l->node[id - 1];
+			n->in.key[i] = node_min(n->in.child[i]);
+			if (i > 0 && (n->in.key[i] < node_end(n->in.child[i - 1]) ||
+			              node_height(n->in.child[i]) != node_height(n->in.child[0])))
+				goto bad;
+		}
+	}
+	if (loader_add(l, n)) {
+		free(n);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; !n->leaf && i < n->n; i++)
+		n->in.child[i]->refs++;
+	return 0;
+bad:
+	free(n);
+	return -EUCLEAN;
+}
+
+int store_map_load_nodes(struct store_map_loader *l, const char *buf, size_t len,
+                         uint32_t count, size_t *used)
+{
+	size_t off = 0;
+
+	for (uint32_t i = 0; i < count; i++) {
+		size_t n;
+		int rc = node_load(l, buf + off, len - off, &n);
+
+		if (rc)
+			return rc;
+		off += n;
+	}
+	*used = off;
+	return 0;
+}
+
+int store_map_load_root(struct store_map_loader *l, struct store_map *m, uint32_t id)
+{
+	if (id > l->n)
+		return -EUCLEAN;
+	m->root = id ? l->node[id - 1] : NULL;
+	if (m->root)
+		m->root->refs++;
+	return 0;
+}
+
+int store_map_loader_finish(struct store_map_loader *l, store_map_ref_fn *ref, void *arg,
+                            uint64_t *nodes)
+{
+	struct store_map shell;
+
+	for (uint32_t i = 0; i < l->n; i++)
+		if (l->node[i]->refs == 0)
+			return -EUCLEAN;        /* a writer never saves an orphan */
+	store_map_init(&shell, ref, arg, nodes);
+	for (uint32_t i = 0; i < l->n; i++) {
+		struct store_map_node *n = l->node[i];
+
+		nodes_add(&shell, 1);
+		for (unsigned k = 0; n->leaf && k < n->n; k++)
+			ref_change(&shell, n->ext[k].la, n->ext[k].len, +1);
+	}
+	free(l->node);
+	memset(l, 0, sizeof(*l));
+	return 0;
+}
+
+void store_map_loader_abort(struct store_map_loader *l)
+{
+	for (uint32_t i = 0; i < l->n; i++)
+		free(l->node[i]);
+	free(l->node);
+	memset(l, 0, sizeof(*l));
+}
+
+void store_map_forget(struct store_map *m)
+{
+	m->root = NULL;
+	m->extents = 0;
+	m->mapped = 0;
 }

@@ -111,33 +111,36 @@ void store_seg_release(struct store_pool *p, uint32_t seg)
 	p->free_segs++;
 }
 
-void store_map_added(struct store_pool *p, uint64_t pba, uint64_t len)
-{
-	uint32_t s;
-
-	if (store_seg_of_sector(p, pba, &s))
-		p->segs[s].live += len;
-}
-
-/* store_map_free_fn: a map dropped [pba, pba+len). */
-void store_map_freed_cb(void *arg, uint64_t pba, uint64_t len)
+/* addr_live_fn: [pba, pba+len) became referenced (sign > 0) or not. */
+void store_seg_live_cb(void *arg, uint64_t pba, uint64_t len, int sign)
 {
 	struct store_pool *p = arg;
 	uint32_t s;
 
-	if (store_seg_of_sector(p, pba, &s))
+	if (!store_seg_of_sector(p, pba, &s))
+		return;
+	if (sign > 0)
+		p->segs[s].live += len;
+	else
 		p->segs[s].live -= len <= p->segs[s].live ? len : p->segs[s].live;
+}
+
+/* addr_pba_ok_fn: a range of data that lies inside one segment. */
+bool store_pba_ok(void *arg, uint64_t pba, uint64_t len)
+{
+	const struct store_pool *p = arg;
+	uint32_t s, e;
+
+	return len > 0 && store_seg_of_sector(p, pba, &s) &&
+	       store_seg_of_sector(p, pba + len - 1, &e) && s == e;
 }
 
 /* Segments a checkpoint of the current maps needs, plus one of slack. */
 uint32_t store_ckpt_reserve(const struct store_pool *p)
 {
-	uint64_t bytes = sizeof(struct fmt_ckpt_hdr);
-	const struct store_vol *v;
-
-	TAILQ_FOREACH(v, &p->vols, link)
-		bytes += sizeof(struct fmt_ckpt_vol) + 16 * v->map.extents;
-	bytes += p->meta_bytes;
+	uint64_t bytes = sizeof(struct fmt_ckpt_hdr) + p->meta_bytes +
+	                 (uint64_t)(p->nvols + p->nsnaps) * sizeof(struct fmt_ckpt_vol) +
+	                 p->map_nodes * MAP_NODE_BYTES + store_addr_save_bytes(&p->addr);
 
 	return (uint32_t)(bytes / p->seg_bytes) + 2;
 }
@@ -237,6 +240,10 @@ int store_pool_open(struct ev_loop *loop, const struct store_pool_opts *o,
 	p->ckpt_secs = o->checkpoint_secs ? o->checkpoint_secs : 30;
 	p->ckpt_log_bytes = o->checkpoint_log_bytes ? o->checkpoint_log_bytes : (1ull << 30);
 	TAILQ_INIT(&p->vols);
+	if (store_addr_init(&p->addr, store_seg_live_cb, p)) {
+		free(p);
+		return -ENOMEM;
+	}
 	STAILQ_INIT(&p->queue);
 	STAILQ_INIT(&p->deferred);
 	STAILQ_INIT(&p->ckpt_waiters);
@@ -261,6 +268,7 @@ fail:
 	p->be->ops->destroy(p->be);
 	store_meta_free_all(p);
 fail_free:
+	store_addr_fini(&p->addr);
 	free(p->by_id);
 	free(p->segs);
 	free(p);
@@ -277,6 +285,7 @@ static void pool_free(struct store_pool *p)
 		store_vol_free(TAILQ_FIRST(&p->vols));
 	p->be->ops->destroy(p->be);
 	store_meta_free_all(p);
+	store_addr_fini(&p->addr);
 	free(p->by_id);
 	free(p->segs);
 	free(p);
@@ -349,15 +358,17 @@ void store_pool_get_stats(const struct store_pool *p, struct store_pool_stats *o
 	for (uint32_t i = 0; i < p->nsegs; i++)
 		live += p->segs[i].live;
 	out->used_bytes = live * STORE_SECTOR;
-	out->map_bytes = 0;
+	out->map_bytes = p->map_nodes * MAP_NODE_BYTES + store_addr_save_bytes(&p->addr);
 	out->map_extents = 0;
 	TAILQ_FOREACH(v, &p->vols, link) {
+		if (v->snapshot)
+			continue;
 		logical += v->sectors * STORE_SECTOR;
-		out->map_bytes += store_map_mem_bytes(&v->map);
 		out->map_extents += v->map.extents;
 	}
 	out->logical_bytes = logical;
 	out->volumes = p->nvols;
+	out->snapshots = p->nsnaps;
 	out->failed = p->failed;
 }
 
@@ -373,6 +384,8 @@ const char *store_strerror(int err)
 	case -EBUSY:          return "busy (in use)";
 	case -ENOSPC:         return "out of space in the pool";
 	case -ERANGE:         return "range beyond the end of the volume";
+	case -EROFS:          return "a snapshot is read-only";
+	case -ENOTEMPTY:      return "the volume has snapshots; delete them first";
 	default:              return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
 	}
 }

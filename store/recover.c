@@ -39,17 +39,6 @@ int store_rec_check_hdr(const struct store_pool *p, const struct fmt_rec_hdr *h,
 	return 0;
 }
 
-static bool name_ok(const char *n, size_t len)
-{
-	if (len == 0 || len > STORE_NAME_MAX || n[0] == '.' || n[0] == '-')
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
-		      (n[i] >= '0' && n[i] <= '9') || strchr("._:-", n[i])) || n[i] == 0)
-			return false;
-	return true;
-}
-
 static int replay_meta(struct store_pool *p, const char *rec,
                        const struct fmt_rec_entry *e, uint64_t data_sectors)
 {
@@ -75,30 +64,15 @@ static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, u
 
 	for (uint32_t i = 0; i < h->n_entries; i++) {
 		struct fmt_rec_entry e = ents[i];
-		char name[STORE_NAME_MAX + 1] = "";
 		int rc;
 
-		if (e.type == FMT_ENT_WRITE &&
-		    (e.sectors == 0 || e.sectors > data_sectors - e.data_off ||
-		     e.data_off > data_sectors))
-			return STORE_ECORRUPT;
-		if (e.type == FMT_ENT_VOL_CREATE) {
-			const char *n = rec + h->hdr_bytes + (size_t)e.data_off * STORE_SECTOR;
-
-			if (e.data_off >= data_sectors || !name_ok(n, e.name_len) ||
-			    e.vol == 0 || e.vol > STORE_VOL_ID_MAX ||
-			    e.sectors == 0 || e.sectors > STORE_VOL_MAX_SECTORS)
-				return STORE_ECORRUPT;
-			memcpy(name, n, e.name_len);
-		}
 		if (e.type == FMT_ENT_META_PUT || e.type == FMT_ENT_META_DEL)
 			rc = replay_meta(p, rec, &e, data_sectors);
 		else
-			rc = store_vol_apply(p, &e, name, data_pba + e.data_off, true);
+			rc = store_vol_apply(p, &e, rec + h->hdr_bytes, data_sectors, h->seq,
+			                     data_pba + e.data_off, true);
 		if (rc)
 			return rc;
-		if (e.type == FMT_ENT_VOL_CREATE && e.vol >= p->next_vol_id)
-			p->next_vol_id = e.vol + 1;
 	}
 	return 0;
 }

@@ -42,6 +42,7 @@ enum {
 #define STORE_BLOCK             4096u
 #define STORE_VOL_MAX_SECTORS   ((64ull << 40) / STORE_SECTOR)  /* 64 TiB */
 #define STORE_NAME_MAX          128     /* bytes of a volume name, no NUL */
+#define STORE_FULL_NAME_MAX     (2 * STORE_NAME_MAX + 1)  /* "vol@snap" */
 
 /* store_vol_write() flags */
 #define STORE_WRITE_FUA         0x1u    /* durable before done(), even write-back */
@@ -71,12 +72,19 @@ struct store_pool_opts {
 };
 
 struct store_vol_info {
-	char     name[STORE_NAME_MAX + 1];
+	char     name[STORE_FULL_NAME_MAX + 1]; /* a snapshot's is "vol@snap" */
 	uint32_t id;                     /* unique in the pool, never reused */
 	uint64_t sectors;                /* logical size */
 	bool     write_back;             /* WCE=1: flush and FUA make writes durable */
+	bool     snapshot;               /* read-only point-in-time image */
+	char     origin[STORE_FULL_NAME_MAX + 1]; /* a clone's snapshot, a snapshot's
+	                                  * volume; "" when none (or deleted) */
+	uint64_t created;                /* unix seconds */
 	uint64_t mapped_sectors;         /* sectors that hold data */
+	uint64_t unique_sectors;         /* of those, held by nothing else: what
+	                                  * deleting it would free */
 	uint64_t extents;                /* map entries */
+	uint32_t snapshots;              /* a volume's snapshots */
 };
 
 struct store_pool_stats {
@@ -88,6 +96,7 @@ struct store_pool_stats {
 	uint64_t logical_bytes;          /* sum of volume sizes */
 	uint64_t segment_bytes, segments, free_segments;
 	uint64_t volumes;
+	uint64_t snapshots;
 	uint64_t acked_writes;           /* write requests completed */
 	uint64_t batches;                /* log records written */
 	uint64_t flushes;                /* device flushes issued */
@@ -135,6 +144,35 @@ void store_vol_set_write_back(struct store_pool *p, const char *name, bool on,
 size_t store_vol_list(struct store_pool *p, struct store_vol_info *out, size_t max);
 int  store_vol_stat(struct store_pool *p, const char *name, struct store_vol_info *out);
 
+/* Snapshots and clones share data by reference: creating one is O(1) and
+ * takes no space until the volumes diverge; a block stays until nothing
+ * references it. A snapshot is read-only, named "vol@snap", and opens like a
+ * volume (store_vol_open) for reading; it belongs to its volume, which cannot
+ * be deleted while it has snapshots (-ENOTEMPTY). Clones are volumes of their
+ * own and outlive their snapshot and its volume. */
+
+#define STORE_SNAPS_MAX         1024    /* snapshots of one volume */
+
+/* Point in time across every write completed before the call. */
+void store_snap_create(struct store_pool *p, const char *vol, const char *snap,
+                       store_done_fn *done, void *arg);
+/* A consistency group: snapshots named snap of every volume in vols[0..n),
+ * at one point in time, all or none. */
+void store_snap_create_group(struct store_pool *p, const char *const *vols, size_t n,
+                             const char *snap, store_done_fn *done, void *arg);
+/* -EBUSY while a handle on the snapshot is open. Its unshared space is freed. */
+void store_snap_delete(struct store_pool *p, const char *vol, const char *snap,
+                       store_done_fn *done, void *arg);
+/* The volume's contents become the snapshot's, at once (its size stays). */
+void store_snap_rollback(struct store_pool *p, const char *vol, const char *snap,
+                         store_done_fn *done, void *arg);
+/* A volume's snapshots, oldest first; returns how many there are. */
+size_t store_snap_list(struct store_pool *p, const char *vol, struct store_vol_info *out,
+                       size_t max);
+/* A new volume named name with the contents of snapshot "vol@snap". */
+void store_vol_clone(struct store_pool *p, const char *snapshot, const char *name,
+                     bool write_back, store_done_fn *done, void *arg);
+
 /* Small named records kept in the pool for the store's clients (targets,
  * ACLs, CHAP secrets, persistent reservations): logged and checkpointed with
  * the data, so they are durable when done(0) runs and a restart or a crash
@@ -160,7 +198,8 @@ int  store_meta_get(struct store_pool *p, const char *key, const void **value,
 int  store_meta_foreach(struct store_pool *p, const char *prefix,
                         store_meta_fn *fn, void *arg);
 
-/* Handles are cheap. I/O in flight keeps the volume alive past close. */
+/* Handles are cheap. I/O in flight keeps the volume alive past close. A
+ * snapshot's handle reads; writes to it fail with -EROFS. */
 int  store_vol_open(struct store_pool *p, const char *name, struct store_vol **out);
 void store_vol_close(struct store_vol *v);
 void store_vol_get_info(const struct store_vol *v, struct store_vol_info *out);
@@ -185,6 +224,12 @@ void store_vol_write(struct store_vol *v, uint64_t lba, const struct iovec *iov,
  * like a write of the volume's mode. */
 void store_vol_unmap(struct store_vol *v, uint64_t lba, uint64_t sectors,
                      store_done_fn *done, void *arg);
+/* Copy by reference: [dst_lba, +sectors) of dst gets the data of
+ * [src_lba, +sectors) of src (a volume or snapshot of the same pool) as it is
+ * when the copy takes its place in the log, sharing it: no data moves. Holes
+ * copy as holes. Durable like a write of dst's mode. */
+void store_vol_copy(struct store_vol *dst, uint64_t dst_lba, struct store_vol *src,
+                    uint64_t src_lba, uint64_t sectors, store_done_fn *done, void *arg);
 /* Every write completed before this call is durable when done(0) runs. */
 void store_vol_flush(struct store_vol *v, store_done_fn *done, void *arg);
 

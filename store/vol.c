@@ -1,17 +1,25 @@
-/* store/vol.c: volumes: the table, metadata changes, and the I/O entry points.
+/* store/vol.c: volumes and snapshots: the table, metadata changes, and the
+ * I/O entry points.
  *
- * Volume life cycle:
+ * Life cycle (volumes, snapshots and clones alike):
  *
- *   store_vol_create ──▶ CREATING ──(record durable: store_vol_apply)──▶ ACTIVE
- *   ACTIVE ──store_vol_delete──▶ DELETING ──(record durable)──▶ freed
+ *   create/snapshot/clone ──▶ CREATING ──(record durable: store_vol_apply)──▶ ACTIVE
+ *   ACTIVE ──delete──▶ DELETING ──(record durable)──▶ freed
  *   a failed record puts CREATING back to nothing and DELETING back to ACTIVE.
+ *
+ * A snapshot or a clone takes its map when its record is applied, in log
+ * order (D3): store_map_share() of the source's map as it is at that point,
+ * O(1) whatever the size. Writes after it copy only the map nodes they
+ * change; the data stays where it is, referenced from both (store/addr.h).
  *
  * Writes, unmaps, flushes and metadata changes become requests queued on the
  * log (store/log.c); reads go straight to the map and the backend.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/internal.h"
 
@@ -127,12 +135,12 @@ struct store_vol *store_vol_new(struct store_pool *p, const char *name, uint32_t
 	if (!v)
 		return NULL;
 	v->pool = p;
-	strncpy(v->name, name, STORE_NAME_MAX);
+	strncpy(v->name, name, STORE_FULL_NAME_MAX);
 	v->id = id;
 	v->sectors = sectors;
 	v->write_back = write_back;
 	v->state = VOL_ACTIVE;
-	store_map_init(&v->map);
+	store_map_init(&v->map, store_addr_ref, &p->addr, &p->map_nodes);
 	if (vol_index(p, v)) {
 		free(v);
 		return NULL;
@@ -150,28 +158,56 @@ struct store_vol *store_vol_new(struct store_pool *p, const char *name, uint32_t
 	return v;
 }
 
+/* Makes new v a snapshot of volume of. */
+void store_vol_set_snapshot(struct store_vol *v, struct store_vol *of)
+{
+	struct store_pool *p = v->pool;
+
+	v->snapshot = true;
+	v->parent = of->id;
+	v->write_back = false;
+	of->snaps++;
+	p->nvols--;
+	p->nsnaps++;
+}
+
 /* Unlinks v and drops its map; the data it alone held becomes dead space. */
 void store_vol_free(struct store_vol *v)
 {
 	struct store_pool *p = v->pool;
+	struct store_vol *of = v->snapshot ? store_vol_by_id(p, v->parent) : NULL;
 
-	store_map_fini(&v->map, store_map_freed_cb, p);
+	store_map_fini(&v->map);
 	TAILQ_REMOVE(&p->vols, v, link);
 	if (v->id < p->by_id_cap)
 		p->by_id[v->id] = NULL;
-	p->nvols--;
+	if (v->snapshot) {
+		p->nsnaps--;
+		if (of && of->snaps > 0)
+			of->snaps--;
+	} else {
+		p->nvols--;
+	}
 	free(v);
 }
 
 static void vol_info(const struct store_vol *v, struct store_vol_info *out)
 {
+	const struct store_vol *o = v->parent ? store_vol_by_id(v->pool, v->parent) : NULL;
+
 	memset(out, 0, sizeof(*out));
 	memcpy(out->name, v->name, sizeof(out->name));
 	out->id = v->id;
 	out->sectors = v->sectors;
 	out->write_back = v->write_back;
+	out->snapshot = v->snapshot;
+	if (o)
+		memcpy(out->origin, o->name, sizeof(out->origin));
+	out->created = v->created;
 	out->mapped_sectors = v->map.mapped;
+	out->unique_sectors = store_map_unique(&v->map, store_addr_only, &v->pool->addr);
 	out->extents = v->map.extents;
+	out->snapshots = v->snaps;
 }
 
 size_t store_vol_list(struct store_pool *p, struct store_vol_info *out, size_t max)
@@ -180,7 +216,7 @@ size_t store_vol_list(struct store_pool *p, struct store_vol_info *out, size_t m
 	size_t n = 0;
 
 	TAILQ_FOREACH(v, &p->vols, link) {
-		if (v->state == VOL_CREATING)
+		if (v->state == VOL_CREATING || v->snapshot)
 			continue;
 		if (n < max)
 			vol_info(v, &out[n]);
@@ -202,6 +238,35 @@ int store_vol_stat(struct store_pool *p, const char *name, struct store_vol_info
 void store_vol_get_info(const struct store_vol *v, struct store_vol_info *out)
 {
 	vol_info(v, out);
+}
+
+size_t store_snap_list(struct store_pool *p, const char *vol, struct store_vol_info *out,
+                       size_t max)
+{
+	struct store_vol *of = vol ? store_vol_find(p, vol) : NULL, *v;
+	size_t n = 0, kept = 0;
+
+	if (!of || of->snapshot)
+		return 0;
+	TAILQ_FOREACH(v, &p->vols, link) {
+		size_t at;
+
+		if (!v->snapshot || v->parent != of->id || v->state == VOL_CREATING)
+			continue;
+		n++;
+		/* the oldest max, oldest first: ids grow with time */
+		at = kept;
+		while (at > 0 && out[at - 1].id > v->id)
+			at--;
+		if (at >= max)
+			continue;
+		if (kept == max)
+			kept--;
+		memmove(&out[at + 1], &out[at], (kept - at) * sizeof(*out));
+		vol_info(v, &out[at]);
+		kept++;
+	}
+	return n;
 }
 
 int store_vol_open(struct store_pool *p, const char *name, struct store_vol **out)
@@ -227,13 +292,22 @@ static void vol_meta_undo(struct store_pool *p, struct store_req *r)
 {
 	struct store_vol *v = r->vol;
 
-	if (r->meta == FMT_ENT_VOL_CREATE && v->state == VOL_CREATING) {
+	if (r->meta == FMT_ENT_SNAPSHOT) {
+		const struct fmt_name_item *it = r->data;
+
+		for (uint32_t i = 0; i < r->data_len / STORE_SECTOR; i++) {
+			struct store_vol *sv = store_vol_by_id(p, it[i].id);
+
+			if (sv && sv->state == VOL_CREATING)
+				store_vol_free(sv);
+		}
+	} else if ((r->meta == FMT_ENT_VOL_CREATE || r->meta == FMT_ENT_CLONE) &&
+	           v && v->state == VOL_CREATING) {
 		r->vol = NULL;
 		store_vol_free(v);
-	} else if (r->meta == FMT_ENT_VOL_DELETE && v->state == VOL_DELETING) {
+	} else if (r->meta == FMT_ENT_VOL_DELETE && v && v->state == VOL_DELETING) {
 		v->state = VOL_ACTIVE;
 	}
-	(void)p;
 }
 
 void store_req_complete(struct store_pool *p, struct store_req *r, int err)
@@ -248,6 +322,7 @@ void store_req_complete(struct store_pool *p, struct store_req *r, int err)
 	}
 	r->done(r->arg, err);
 	free(r->blob);
+	free(r->data);
 	free(r);
 }
 
@@ -310,7 +385,8 @@ static int req_admit(struct store_pool *p, bool writes)
 
 static void req_submit(struct store_pool *p, struct store_req *r, int err)
 {
-	if (err || (r->type != REQ_META && r->type != REQ_FLUSH && r->sectors == 0))
+	if (err || ((r->type == REQ_WRITE || r->type == REQ_UNMAP || r->type == REQ_COPY) &&
+	            r->sectors == 0))
 		store_req_defer(p, r, err);
 	else
 		store_log_enqueue(p, r);
@@ -318,50 +394,83 @@ static void req_submit(struct store_pool *p, struct store_req *r, int err)
 
 /* ---- metadata changes ------------------------------------------------- */
 
+static uint64_t now_secs(void)
+{
+	return (uint64_t)time(NULL);
+}
+
+/* data: whole sectors for the record, taken over (freed with the request). */
 static void vol_meta_submit(struct store_pool *p, struct store_vol *v, uint8_t meta,
-                            uint64_t sectors, uint8_t flags, int err,
-                            store_done_fn *done, void *arg)
+                            uint64_t sectors, uint8_t flags, void *data, uint32_t data_len,
+                            int err, store_done_fn *done, void *arg)
 {
 	struct store_req *r = req_new(v, REQ_META, done, arg);
 
 	if (!r) {
+		free(data);
 		done(arg, -ENOMEM);     /* no request to defer with */
 		return;
 	}
 	r->meta = meta;
 	r->sectors = sectors;
 	r->meta_flags = flags;
+	r->data = data;
+	r->data_len = data_len;
 	if (!err)
 		err = req_admit(p, true);
-	if (err && meta == FMT_ENT_VOL_CREATE)
-		r->meta = 0;            /* nothing to undo */
+	if (err)
+		vol_meta_undo(p, r);
+	r->meta = err ? 0 : meta;       /* nothing left to undo */
 	req_submit(p, r, err);
+}
+
+/* A volume, snapshot or clone named name, CREATING until its record is
+ * durable, and the record data that names it (in *item). */
+static int vol_reserve(struct store_pool *p, const char *name, uint64_t sectors,
+                       bool write_back, struct store_vol *src,
+                       struct fmt_name_item *item, struct store_vol **out)
+{
+	struct store_vol *v;
+
+	if (store_vol_find(p, name))
+		return -EEXIST;
+	if (p->next_vol_id > STORE_VOL_ID_MAX)
+		return -ENOSPC;         /* ids are never reused */
+	v = store_vol_new(p, name, p->next_vol_id, sectors, write_back);
+	if (!v)
+		return -ENOMEM;
+	v->state = VOL_CREATING;
+	v->created = now_secs();
+	memset(item, 0, sizeof(*item));
+	item->src = src ? src->id : 0;
+	item->id = v->id;
+	item->name_len = (uint32_t)strlen(name);
+	item->flags = write_back ? FMT_ENT_F_WRITE_BACK : 0;
+	item->created = v->created;
+	memcpy(item->name, name, item->name_len);
+	*out = v;
+	return 0;
 }
 
 void store_vol_create(struct store_pool *p, const char *name, uint64_t sectors,
                       bool write_back, store_done_fn *done, void *arg)
 {
+	struct fmt_name_item *item = calloc(1, sizeof(*item));
 	struct store_vol *v = NULL;
 	int err = 0;
 
-	if (!vol_name_ok(name) || sectors == 0 || sectors > STORE_VOL_MAX_SECTORS)
+	if (!item)
+		err = -ENOMEM;
+	else if (!vol_name_ok(name) || sectors == 0 || sectors > STORE_VOL_MAX_SECTORS)
 		err = -EINVAL;
-	else if (store_vol_find(p, name))
-		err = -EEXIST;
-	else if (p->next_vol_id > STORE_VOL_ID_MAX)
-		err = -ENOSPC;          /* ids are never reused */
-	else if ((err = req_admit(p, true)) == 0) {
-		v = store_vol_new(p, name, p->next_vol_id, sectors, write_back);
-		if (!v)
-			err = -ENOMEM;
-		else
-			v->state = VOL_CREATING;
-	}
+	else if (!(err = req_admit(p, true)))
+		err = vol_reserve(p, name, sectors, write_back, NULL, item, &v);
 	vol_meta_submit(p, v, FMT_ENT_VOL_CREATE, sectors,
-	                write_back ? FMT_ENT_F_WRITE_BACK : 0, err, done, arg);
+	                write_back ? FMT_ENT_F_WRITE_BACK : 0, item, sizeof(*item),
+	                err, done, arg);
 }
 
-/* The volume named, if it can take a metadata change now. */
+/* The volume or snapshot named, if it can take a metadata change now. */
 static int vol_meta_target(struct store_pool *p, const char *name, struct store_vol **out)
 {
 	struct store_vol *v = name ? store_vol_find(p, name) : NULL;
@@ -375,17 +484,48 @@ static int vol_meta_target(struct store_pool *p, const char *name, struct store_
 	return 0;
 }
 
+/* "vol@snap" into buf; -EINVAL when either part is not a valid name. */
+static int snap_name(char *buf, const char *vol, const char *snap)
+{
+	if (!vol_name_ok(vol) || !vol_name_ok(snap))
+		return -EINVAL;
+	snprintf(buf, STORE_FULL_NAME_MAX + 1, "%s@%s", vol, snap);
+	return 0;
+}
+
+static void vol_delete_any(struct store_pool *p, struct store_vol *v, int err,
+                           store_done_fn *done, void *arg)
+{
+	if (!err && (v->handles || v->inflight))
+		err = -EBUSY;
+	if (!err && !(err = req_admit(p, true)))
+		v->state = VOL_DELETING;
+	vol_meta_submit(p, v, FMT_ENT_VOL_DELETE, 0, 0, NULL, 0, err, done, arg);
+}
+
 void store_vol_delete(struct store_pool *p, const char *name,
                       store_done_fn *done, void *arg)
 {
 	struct store_vol *v;
 	int err = vol_meta_target(p, name, &v);
 
-	if (!err && (v->handles || v->inflight))
-		err = -EBUSY;
-	if (!err && !(err = req_admit(p, true)))
-		v->state = VOL_DELETING;
-	vol_meta_submit(p, v, err ? 0 : FMT_ENT_VOL_DELETE, 0, 0, err, done, arg);
+	if (!err && v->snapshot)
+		err = -ENOENT;          /* store_snap_delete() takes those */
+	else if (!err && v->snaps)
+		err = -ENOTEMPTY;
+	vol_delete_any(p, v, err, done, arg);
+}
+
+void store_snap_delete(struct store_pool *p, const char *vol, const char *snap,
+                       store_done_fn *done, void *arg)
+{
+	char full[STORE_FULL_NAME_MAX + 1];
+	struct store_vol *v = NULL;
+	int err = snap_name(full, vol, snap);
+
+	if (!err)
+		err = vol_meta_target(p, full, &v);
+	vol_delete_any(p, v, err, done, arg);
 }
 
 void store_vol_resize(struct store_pool *p, const char *name, uint64_t sectors,
@@ -394,9 +534,11 @@ void store_vol_resize(struct store_pool *p, const char *name, uint64_t sectors,
 	struct store_vol *v;
 	int err = vol_meta_target(p, name, &v);
 
-	if (!err && (sectors < v->sectors || sectors > STORE_VOL_MAX_SECTORS))
+	if (!err && v->snapshot)
+		err = -EROFS;
+	else if (!err && (sectors < v->sectors || sectors > STORE_VOL_MAX_SECTORS))
 		err = -EINVAL;
-	vol_meta_submit(p, v, FMT_ENT_VOL_RESIZE, sectors, 0, err, done, arg);
+	vol_meta_submit(p, v, FMT_ENT_VOL_RESIZE, sectors, 0, NULL, 0, err, done, arg);
 }
 
 void store_vol_set_write_back(struct store_pool *p, const char *name, bool on,
@@ -405,46 +547,285 @@ void store_vol_set_write_back(struct store_pool *p, const char *name, bool on,
 	struct store_vol *v;
 	int err = vol_meta_target(p, name, &v);
 
+	if (!err && v->snapshot)
+		err = -EROFS;
 	vol_meta_submit(p, v, FMT_ENT_VOL_SET_WB, 0, on ? FMT_ENT_F_WRITE_BACK : 0,
+	                NULL, 0, err, done, arg);
+}
+
+void store_snap_create_group(struct store_pool *p, const char *const *vols, size_t n,
+                             const char *snap, store_done_fn *done, void *arg)
+{
+	struct fmt_name_item *items = n ? calloc(n, sizeof(*items)) : NULL;
+	char full[STORE_FULL_NAME_MAX + 1];
+	size_t made = 0;
+	int err = items ? req_admit(p, true) : (n ? -ENOMEM : -EINVAL);
+
+	if (!err && n > 64)
+		err = -E2BIG;           /* one record holds the group */
+	for (size_t i = 0; !err && i < n; i++) {
+		struct store_vol *v, *sv;
+
+		err = snap_name(full, vols[i], snap);
+		if (!err)
+			err = vol_meta_target(p, vols[i], &v);
+		if (!err && v->snapshot)
+			err = -EINVAL;
+		if (!err && v->snaps >= STORE_SNAPS_MAX)
+			err = -EMLINK;
+		if (!err)
+			err = vol_reserve(p, full, v->sectors, false, v, &items[i], &sv);
+		if (!err) {
+			store_vol_set_snapshot(sv, v);
+			made++;
+		}
+	}
+	if (err) {      /* undo what this call reserved */
+		for (size_t i = 0; i < made; i++)
+			store_vol_free(store_vol_by_id(p, items[i].id));
+		made = 0;
+	}
+	vol_meta_submit(p, NULL, FMT_ENT_SNAPSHOT, made, 0, items,
+	                (uint32_t)(made * sizeof(*items)), err, done, arg);
+}
+
+void store_snap_create(struct store_pool *p, const char *vol, const char *snap,
+                       store_done_fn *done, void *arg)
+{
+	store_snap_create_group(p, &vol, 1, snap, done, arg);
+}
+
+void store_snap_rollback(struct store_pool *p, const char *vol, const char *snap,
+                         store_done_fn *done, void *arg)
+{
+	char full[STORE_FULL_NAME_MAX + 1];
+	struct store_vol *v = NULL, *sv = NULL;
+	int err = snap_name(full, vol, snap);
+
+	if (!err)
+		err = vol_meta_target(p, full, &sv);
+	if (!err)
+		err = vol_meta_target(p, vol, &v);
+	vol_meta_submit(p, v, FMT_ENT_ROLLBACK, err ? 0 : sv->id, 0, NULL, 0, err, done, arg);
+}
+
+void store_vol_clone(struct store_pool *p, const char *snapshot, const char *name,
+                     bool write_back, store_done_fn *done, void *arg)
+{
+	struct fmt_name_item *item = calloc(1, sizeof(*item));
+	struct store_vol *sv = NULL, *v = NULL;
+	int err = item ? 0 : -ENOMEM;
+
+	if (!err && !vol_name_ok(name))
+		err = -EINVAL;
+	if (!err)
+		err = vol_meta_target(p, snapshot, &sv);
+	if (!err && !sv->snapshot)
+		err = -EINVAL;          /* clones come from snapshots */
+	if (!err)
+		err = req_admit(p, true);
+	if (!err)
+		err = vol_reserve(p, name, sv->sectors, write_back, sv, item, &v);
+	if (v)
+		v->parent = sv->id;
+	vol_meta_submit(p, v, FMT_ENT_CLONE, sv && !err ? sv->id : 0,
+	                write_back ? FMT_ENT_F_WRITE_BACK : 0, item, sizeof(*item),
 	                err, done, arg);
 }
 
-/* Applies one durable record entry to the in-memory state (D3). v is the
- * volume when the caller knows it; replay looks it up by id. */
-int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
-                    const char *name, uint64_t pba, bool replay)
+/* ---- applying durable records ------------------------------------------- */
+
+/* The name item at data_off, checked. */
+static const struct fmt_name_item *apply_item(const struct fmt_rec_entry *e, const char *data,
+                                              uint64_t data_sectors, uint64_t i)
 {
-	struct store_vol *v = store_vol_by_id(p, e->vol);
+	const struct fmt_name_item *it;
+
+	if (e->data_off + i >= data_sectors)
+		return NULL;
+	it = (const void *)(data + (e->data_off + i) * STORE_SECTOR);
+	if (it->name_len == 0 || it->name_len > STORE_FULL_NAME_MAX ||
+	    memchr(it->name, 0, it->name_len) || it->id == 0 || it->id > STORE_VOL_ID_MAX)
+		return NULL;
+	return it;
+}
+
+/* A new volume, snapshot or clone whose record is durable: at run time it
+ * is waiting in CREATING; replay makes it. */
+static struct store_vol *apply_new(struct store_pool *p, const struct fmt_name_item *it,
+                                   uint64_t sectors, bool write_back, bool replay, int *rc)
+{
+	char name[STORE_FULL_NAME_MAX + 1];
+	struct store_vol *v = store_vol_by_id(p, it->id);
+
+	*rc = 0;
+	if (!replay) {
+		if (!v || v->state != VOL_CREATING)
+			*rc = STORE_ECORRUPT;
+		else
+			v->state = VOL_ACTIVE;
+		return v;
+	}
+	memcpy(name, it->name, it->name_len);
+	name[it->name_len] = 0;
+	if (v || store_vol_find(p, name) || sectors == 0 || sectors > STORE_VOL_MAX_SECTORS) {
+		*rc = STORE_ECORRUPT;
+		return NULL;
+	}
+	v = store_vol_new(p, name, it->id, sectors, write_back);
+	if (!v)
+		*rc = -ENOMEM;
+	else
+		v->created = it->created;
+	return v;
+}
+
+static int apply_snapshots(struct store_pool *p, const struct fmt_rec_entry *e,
+                           const char *data, uint64_t data_sectors, bool replay)
+{
+	for (uint64_t i = 0; i < e->sectors; i++) {
+		const struct fmt_name_item *it = apply_item(e, data, data_sectors, i);
+		struct store_vol *of = it ? store_vol_by_id(p, it->src) : NULL, *sv;
+		int rc;
+
+		if (!of || of->snapshot)
+			return STORE_ECORRUPT;
+		sv = apply_new(p, it, of->sectors, false, replay, &rc);
+		if (rc)
+			return rc;
+		if (replay)
+			store_vol_set_snapshot(sv, of);
+		sv->sectors = of->sectors;
+		store_map_share(&sv->map, &of->map);
+	}
+	return 0;
+}
+
+/* Copy by reference: collects the source's extents first (the source may
+ * be the destination), then maps each into dst. */
+struct copy_ctx {
+	struct store_map_ext *ext;
+	size_t n, cap;
+	int err;
+};
+
+static int copy_collect(void *arg, uint64_t lba, uint64_t len, uint64_t la)
+{
+	struct copy_ctx *c = arg;
+
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct store_map_ext *v = realloc(c->ext, cap * sizeof(*v));
+
+		if (!v)
+			return c->err = -ENOMEM;
+		c->ext = v;
+		c->cap = cap;
+	}
+	c->ext[c->n++] = (struct store_map_ext){ .lba = lba, .len = len, .la = la };
+	return 0;
+}
+
+static int apply_copy(struct store_pool *p, struct store_vol *v, const struct fmt_rec_entry *e,
+                      const char *data, uint64_t data_sectors)
+{
+	const struct fmt_copy_src *src = (const void *)(data + (size_t)e->data_off * STORE_SECTOR);
+	struct copy_ctx c = { 0 };
+	struct store_vol *sv;
+	int rc;
+
+	if (e->data_off >= data_sectors)
+		return STORE_ECORRUPT;
+	sv = store_vol_by_id(p, src->vol);
+	if (!sv || src->lba > sv->sectors || e->sectors > sv->sectors - src->lba)
+		return STORE_ECORRUPT;
+	store_map_visit(&sv->map, src->lba, e->sectors, copy_collect, &c);
+	rc = c.err;
+	/* Hold the pieces while the destination range first becomes holes and
+	 * then takes them: when source and destination overlap, the holes
+	 * would otherwise drop the data being copied. */
+	for (size_t i = 0; !rc && i < c.n; i++)
+		store_addr_ref(&p->addr, c.ext[i].la, c.ext[i].len, +1);
+	if (!rc)
+		rc = store_map_unmap(&v->map, e->lba, e->sectors);
+	for (size_t i = 0; !rc && i < c.n; i++)
+		rc = store_map_set(&v->map, e->lba + (c.ext[i].lba - src->lba), c.ext[i].len,
+		                   c.ext[i].la);
+	for (size_t i = 0; !c.err && i < c.n; i++)
+		store_addr_ref(&p->addr, c.ext[i].la, c.ext[i].len, -1);
+	free(c.ext);
+	return rc;
+}
+
+/* Applies one durable record entry to the in-memory state (D3); replay
+ * creates what run time reserved in advance. */
+int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
+                    const char *data, uint64_t data_sectors, uint64_t seq,
+                    uint64_t pba, bool replay)
+{
+	struct store_vol *v = store_vol_by_id(p, e->vol), *sv;
+	const struct fmt_name_item *it;
+	uint64_t la;
 	int rc = 0;
 
-	if (e->type == FMT_ENT_VOL_CREATE) {
-		if (!replay) {
-			if (v)
-				v->state = VOL_ACTIVE;
-			return 0;
-		}
-		if (v || store_vol_find(p, name))
+	switch (e->type) {
+	case FMT_ENT_VOL_CREATE:
+	case FMT_ENT_CLONE:
+		it = apply_item(e, data, data_sectors, 0);
+		if (!it || it->id != e->vol)
 			return STORE_ECORRUPT;
-		v = store_vol_new(p, name, e->vol, e->sectors,
-		                  e->flags & FMT_ENT_F_WRITE_BACK);
-		return v ? 0 : -ENOMEM;
+		sv = e->type == FMT_ENT_CLONE ? store_vol_by_id(p, (uint32_t)e->lba) : NULL;
+		if (e->type == FMT_ENT_CLONE && (!sv || !sv->snapshot))
+			return STORE_ECORRUPT;
+		v = apply_new(p, it, sv ? sv->sectors : e->sectors,
+		              e->flags & FMT_ENT_F_WRITE_BACK, replay, &rc);
+		if (rc)
+			return rc;
+		if (sv) {
+			v->parent = sv->id;
+			v->sectors = sv->sectors;
+			store_map_share(&v->map, &sv->map);
+		}
+		if (e->vol >= p->next_vol_id)
+			p->next_vol_id = e->vol + 1;
+		return 0;
+	case FMT_ENT_SNAPSHOT:
+		rc = apply_snapshots(p, e, data, data_sectors, replay);
+		for (uint64_t i = 0; rc == 0 && i < e->sectors; i++) {
+			it = apply_item(e, data, data_sectors, i);
+			if (it->id >= p->next_vol_id)
+				p->next_vol_id = it->id + 1;
+		}
+		return rc;
+	default:
+		break;
 	}
 	if (!v)
 		return replay ? STORE_ECORRUPT : 0;
+	if (v->snapshot && e->type != FMT_ENT_VOL_DELETE)
+		return STORE_ECORRUPT;
+	if ((e->type == FMT_ENT_WRITE || e->type == FMT_ENT_UNMAP || e->type == FMT_ENT_COPY) &&
+	    (e->sectors > v->sectors || e->lba > v->sectors - e->sectors))
+		return STORE_ECORRUPT;
 	switch (e->type) {
 	case FMT_ENT_WRITE:
-		if (e->sectors > v->sectors || e->lba > v->sectors - e->sectors)
+		if (e->sectors == 0 || e->data_off > data_sectors ||
+		    e->sectors > data_sectors - e->data_off)
 			return STORE_ECORRUPT;
-		rc = store_map_set(&v->map, e->lba, e->sectors, pba, store_map_freed_cb, p);
+		la = addr_la(seq, e->data_off);
+		rc = store_addr_add(&p->addr, la, e->sectors, pba);
 		if (rc == 0)
-			store_map_added(p, pba, e->sectors);
+			rc = store_map_set(&v->map, e->lba, e->sectors, la);
 		break;
 	case FMT_ENT_UNMAP:
-		if (e->sectors > v->sectors || e->lba > v->sectors - e->sectors)
-			return STORE_ECORRUPT;
-		rc = store_map_unmap(&v->map, e->lba, e->sectors, store_map_freed_cb, p);
+		rc = store_map_unmap(&v->map, e->lba, e->sectors);
+		break;
+	case FMT_ENT_COPY:
+		rc = apply_copy(p, v, e, data, data_sectors);
 		break;
 	case FMT_ENT_VOL_DELETE:
+		if (v->snaps)
+			return STORE_ECORRUPT;
 		store_vol_free(v);
 		break;
 	case FMT_ENT_VOL_RESIZE:
@@ -455,9 +836,18 @@ int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
 	case FMT_ENT_VOL_SET_WB:
 		v->write_back = e->flags & FMT_ENT_F_WRITE_BACK;
 		break;
+	case FMT_ENT_ROLLBACK:
+		sv = store_vol_by_id(p, (uint32_t)e->lba);
+		if (!sv || !sv->snapshot || sv->parent != v->id)
+			return STORE_ECORRUPT;
+		store_map_fini(&v->map);
+		store_map_share(&v->map, &sv->map);
+		break;
 	default:
 		return STORE_ECORRUPT;
 	}
+	if (rc == 0 && p->addr.err)
+		rc = p->addr.err == -ENOMEM ? -ENOMEM : STORE_ECORRUPT;
 	return rc;
 }
 
@@ -509,6 +899,8 @@ static int vol_io_check(struct store_vol *v, uint64_t lba, size_t bytes,
 		return err;
 	if (v->state != VOL_ACTIVE)
 		return -ENOENT;
+	if (writes && v->snapshot)
+		return -EROFS;
 	if (bytes % STORE_SECTOR)
 		return -EINVAL;
 	*sectors = bytes / STORE_SECTOR;
@@ -553,6 +945,35 @@ void store_vol_unmap(struct store_vol *v, uint64_t lba, uint64_t sectors,
 	req_submit(v->pool, r, err);
 }
 
+void store_vol_copy(struct store_vol *dst, uint64_t dst_lba, struct store_vol *src,
+                    uint64_t src_lba, uint64_t sectors, store_done_fn *done, void *arg)
+{
+	struct store_req *r = req_new(dst, REQ_COPY, done, arg);
+	struct fmt_copy_src *cs = calloc(1, sizeof(*cs));
+	int err;
+
+	if (!r || !cs) {
+		free(r);
+		free(cs);
+		done(arg, -ENOMEM);
+		return;
+	}
+	err = vol_io_check(dst, dst_lba, 0, &r->sectors, true);
+	if (!err && (src->pool != dst->pool || src->state != VOL_ACTIVE))
+		err = -EINVAL;
+	if (!err && (dst_lba > dst->sectors || sectors > dst->sectors - dst_lba ||
+	             src_lba > src->sectors || sectors > src->sectors - src_lba))
+		err = -ERANGE;
+	cs->vol = src->id;
+	cs->lba = src_lba;
+	r->lba = dst_lba;
+	r->sectors = sectors;
+	r->data = cs;
+	r->data_len = sizeof(*cs);
+	r->meta = FMT_ENT_COPY;
+	req_submit(dst->pool, r, err);
+}
+
 void store_vol_flush(struct store_vol *v, store_done_fn *done, void *arg)
 {
 	struct store_req *r = req_new(v, REQ_FLUSH, done, arg);
@@ -594,10 +1015,18 @@ static void vol_read_piece_done(struct store_bio *b)
 		store_req_complete(p, r, r->err);
 }
 
-static int vol_read_visit(void *arg, uint64_t lba, uint64_t len, uint64_t pba)
+struct read_ctx {
+	struct store_req *req;
+	uint64_t          lba, la;      /* the map extent being read */
+};
+
+/* One piece of a map extent, where the address table says it is. */
+static int vol_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 {
-	struct store_req *r = arg;
+	struct read_ctx *c = arg;
+	struct store_req *r = c->req;
 	struct store_pool *p = r->vol->pool;
+	uint64_t lba = c->lba + (la - c->la);
 
 	while (len > 0) {
 		uint64_t n = len < READ_PIECE_MAX / STORE_SECTOR ? len : READ_PIECE_MAX / STORE_SECTOR;
@@ -629,6 +1058,14 @@ static int vol_read_visit(void *arg, uint64_t lba, uint64_t len, uint64_t pba)
 		len -= n;
 	}
 	return 0;
+}
+
+static int vol_read_visit(void *arg, uint64_t lba, uint64_t len, uint64_t la)
+{
+	struct read_ctx c = { .req = arg, .lba = lba, .la = la };
+	int rc = store_addr_visit(&c.req->vol->pool->addr, la, len, vol_read_piece, &c);
+
+	return rc == -EUCLEAN ? -EIO : rc;
 }
 
 void store_vol_read(struct store_vol *v, uint64_t lba, const struct iovec *iov,

@@ -24,6 +24,16 @@
  *   recovery      a child process fills a pool, checkpoints, writes
  *                 --log-gib of log and dies without closing it; the parent
  *                 times the replaying open, then a clean restart
+ *   snapshots     two sets of --vols filled volumes in one pool, one with
+ *                 100 snapshots each (taken between bursts of random
+ *                 writes); 4 KiB random write and read windows alternate
+ *                 between the sets: the ratio is the snapshots' cost
+ *   clones        the same with plain filled volumes against fresh clones
+ *                 of a filled volume's snapshot (writes: first writes to a
+ *                 clone copy map nodes)
+ *   snapcreate    time to create a snapshot and a clone (durable) of a
+ *                 volume filled by 1 MiB writes and of volumes filled by
+ *                 random 4 KiB writes (--fill-gib, many extents)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -72,7 +82,8 @@ struct opts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	"usage: store-bench --test randwrite4k|randwrite64k|mapmem|recovery|all\n"
+	"usage: store-bench --test randwrite4k|randwrite64k|mapmem|recovery|snapshots|\n"
+	"                          clones|snapcreate|all\n"
 	"                   [--engine uring|threads|auto] [--dir D] [--seconds S]\n"
 	"                   [--warmup S] [--vols N] [--qd N] [--vol-mib M]\n"
 	"                   [--pool-gib G] [--seq-gib G] [--seq-kib K] [--rand-gib G]\n"
@@ -416,6 +427,7 @@ struct load {
 	uint32_t          *perm[VOLS_MAX];    /* PAT_PERM: the order of blocks */
 	uint64_t           rng;
 	uint64_t           limit_bytes;       /* stop once this much is acked; 0: none */
+	bool               reads;             /* read instead of write */
 	bool               stopping;
 	int                inflight;
 	uint64_t           acked, acked_bytes, errors;
@@ -458,7 +470,10 @@ static void slot_issue(struct slot *s)
 		return;
 	s->t0 = now();
 	ld->inflight++;
-	store_vol_write(ld->vols[s->vol], lba, &s->iov, 1, 0, slot_done, s);
+	if (ld->reads)
+		store_vol_read(ld->vols[s->vol], lba, &s->iov, 1, slot_done, s);
+	else
+		store_vol_write(ld->vols[s->vol], lba, &s->iov, 1, 0, slot_done, s);
 }
 
 static void slot_done(void *arg, int err)
@@ -910,6 +925,251 @@ static void test_recovery(const struct opts *o, const char *dir)
 	bench_fini(&b);
 }
 
+/* ---- snapshots, clones, snapcreate ------------------------------------------ */
+
+/* Fills every volume of b front to back with 1 MiB writes. */
+static void bench_fill(struct bench *b, uint64_t vol_bytes)
+{
+	struct load ld;
+
+	load_init(&ld, b, (uint32_t)MIB, PAT_SEQ, vol_bytes);
+	load_run(&ld, b->loop, false);
+	load_check(&ld, "filling the volumes");
+	load_fini(&ld);
+}
+
+/* One timed 4 KiB random window over vols[0..n): IOPS. */
+static double window_iops(struct bench *b, struct store_vol **vols, unsigned n, bool reads)
+{
+	struct store_vol *keep[VOLS_MAX];
+	unsigned keep_n = b->nvols;
+	struct load ld;
+	struct window w;
+	double iops;
+
+	memcpy(keep, b->vols, sizeof(keep));
+	memcpy(b->vols, vols, n * sizeof(*vols));
+	b->nvols = n;
+	load_init(&ld, b, 4096, PAT_RANDOM, b->o->vol_bytes);
+	ld.reads = reads;
+	window_run(&w, b, &ld);
+	iops = (w.end.acked - w.start.acked) / (w.end.t - w.start.t);
+	load_fini(&ld);
+	memcpy(b->vols, keep, sizeof(keep));
+	b->nvols = keep_n;
+	return iops;
+}
+
+/* Alternates windows between set a and set b (a, b, b, a, a, b ...) so
+ * that drift of the machine falls on both; returns the IOPS of each. */
+static void windows_ab(struct bench *b, struct store_vol **a, struct store_vol **c,
+                       unsigned n, bool reads, int rounds, double *ia, double *ic)
+{
+	*ia = *ic = 0;
+	for (int r = 0; r < rounds; r++) {
+		bool a_first = r % 2 == 0;
+
+		if (a_first)
+			*ia += window_iops(b, a, n, reads);
+		*ic += window_iops(b, c, n, reads);
+		if (!a_first)
+			*ia += window_iops(b, a, n, reads);
+	}
+	*ia /= rounds;
+	*ic /= rounds;
+}
+
+static void print_ab(struct bench *b, const char *test, const char *what, double plain,
+                     double other)
+{
+	struct store_pool_stats st;
+	struct out o;
+
+	store_pool_get_stats(b->pool, &st);
+	out_begin(&o, b->o->json, test, st.engine);
+	out_str(&o, "load", what);
+	out_num(&o, "plain_iops", plain, 0);
+	out_num(&o, "other_iops", other, 0);
+	out_num(&o, "ratio", plain > 0 ? other / plain : 0, 3);
+	out_end(&o);
+}
+
+static void test_snapshots(const struct opts *o, const char *dir)
+{
+	unsigned n = o->vols;
+	struct store_vol *plain[VOLS_MAX], *snapped[VOLS_MAX];
+	struct bench b;
+	double a, c;
+
+	if (2 * n > VOLS_MAX)
+		die("--vols: at most 32 for this test", -EINVAL);
+	bench_init(&b, o, dir, "snapshots", o->pool_gib ? o->pool_gib : 24);
+	bench_open_or_die(&b);
+	bench_vols_create(&b, "p", n, o->vol_bytes);
+	memcpy(plain, b.vols, n * sizeof(*plain));
+	bench_vols_create(&b, "s", n, o->vol_bytes);     /* b.vols: the s set */
+	memcpy(snapped, b.vols, n * sizeof(*snapped));
+	memcpy(b.vols + n, plain, n * sizeof(*plain));
+	b.nvols = 2 * n;
+	bench_fill(&b, o->vol_bytes);
+	/* 100 snapshots of each s volume, a burst of writes to it between them */
+	for (int k = 0; k < 100; k++) {
+		struct load ld;
+
+		for (unsigned i = 0; i < n; i++) {
+			char vol[16], snap[16];
+			int rc;
+
+			snprintf(vol, sizeof(vol), "s%02u", i);
+			snprintf(snap, sizeof(snap), "n%03d", k);
+			rc = tl_snap_create(b.loop, b.pool, vol, snap);
+			if (rc)
+				die("creating a snapshot", rc);
+		}
+		b.nvols = n;
+		load_init(&ld, &b, 4096, PAT_RANDOM, o->vol_bytes);
+		ld.limit_bytes = o->vol_bytes * n / 200;        /* 0.5% of the blocks */
+		load_run(&ld, b.loop, false);
+		load_check(&ld, "writes between snapshots");
+		load_fini(&ld);
+		b.nvols = 2 * n;
+	}
+	/* the same bursts on the plain set, so both have the same history */
+	for (int k = 0; k < 100; k++) {
+		struct load ld;
+
+		memcpy(b.vols, plain, n * sizeof(*plain));
+		b.nvols = n;
+		load_init(&ld, &b, 4096, PAT_RANDOM, o->vol_bytes);
+		ld.limit_bytes = o->vol_bytes * n / 200;
+		load_run(&ld, b.loop, false);
+		load_check(&ld, "writes on the plain set");
+		load_fini(&ld);
+	}
+	memcpy(b.vols, snapped, n * sizeof(*snapped));
+	memcpy(b.vols + n, plain, n * sizeof(*plain));
+	b.nvols = 2 * n;
+	windows_ab(&b, plain, snapped, n, false, 4, &a, &c);
+	print_ab(&b, "snapshots", "randwrite4k", a, c);
+	windows_ab(&b, plain, snapped, n, true, 4, &a, &c);
+	print_ab(&b, "snapshots", "randread4k", a, c);
+	bench_fini(&b);
+}
+
+static void test_clones(const struct opts *o, const char *dir)
+{
+	unsigned n = o->vols;
+	struct store_vol *plain[VOLS_MAX], *clones[VOLS_MAX];
+	struct bench b;
+	double a, c;
+	int rounds = 4;
+
+	if (2 * n > VOLS_MAX)
+		die("--vols: at most 32 for this test", -EINVAL);
+	bench_init(&b, o, dir, "clones", o->pool_gib ? o->pool_gib : 24);
+	bench_open_or_die(&b);
+	bench_vols_create(&b, "p", n, o->vol_bytes);
+	memcpy(plain, b.vols, n * sizeof(*plain));
+	bench_vols_create(&b, "g", 1, o->vol_bytes);
+	memcpy(b.vols + 1, plain, n * sizeof(*plain));
+	b.nvols = n + 1;
+	bench_fill(&b, o->vol_bytes);
+	if (tl_snap_create(b.loop, b.pool, "g00", "gold"))
+		die("creating the golden snapshot", -EIO);
+	/* fresh clones for every clone window: each window writes to clones
+	 * that have never been written */
+	a = c = 0;
+	for (int r = 0; r < rounds; r++) {
+		for (unsigned i = 0; i < n; i++) {
+			char name[32];
+			int rc;
+
+			snprintf(name, sizeof(name), "c%d-%02u", r, i);
+			rc = tl_vol_clone(b.loop, b.pool, "g00@gold", name, false);
+			if (rc == 0)
+				rc = store_vol_open(b.pool, name, &clones[i]);
+			if (rc)
+				die("creating a clone", rc);
+		}
+		if (r % 2 == 0)
+			a += window_iops(&b, plain, n, false);
+		c += window_iops(&b, clones, n, false);
+		if (r % 2 == 1)
+			a += window_iops(&b, plain, n, false);
+		for (unsigned i = 0; i < n; i++)
+			store_vol_close(clones[i]);
+	}
+	print_ab(&b, "clones", "randwrite4k_fresh", a / rounds, c / rounds);
+	bench_fini(&b);
+}
+
+/* Creation time of a snapshot and of a clone, each durable when timed. */
+static void time_create(struct bench *b, const char *vol, const char *label)
+{
+	char snap[64], clone[64];
+	struct store_vol_info vi;
+	struct store_pool_stats st;
+	double t0, ts, tc;
+	struct out o;
+	int rc;
+
+	snprintf(snap, sizeof(snap), "%s@t", vol);
+	snprintf(clone, sizeof(clone), "%s-clone", vol);
+	t0 = now();
+	rc = tl_snap_create(b->loop, b->pool, vol, "t");
+	ts = now() - t0;
+	t0 = now();
+	if (rc == 0)
+		rc = tl_vol_clone(b->loop, b->pool, snap, clone, false);
+	tc = now() - t0;
+	if (rc || store_vol_stat(b->pool, vol, &vi))
+		die("timing a snapshot", rc ? rc : -ENOENT);
+	store_pool_get_stats(b->pool, &st);
+	out_begin(&o, b->o->json, "snapcreate", st.engine);
+	out_str(&o, "volume", label);
+	out_num(&o, "vol_gib", (double)vi.sectors * STORE_SECTOR / GIB, 1);
+	out_num(&o, "mapped_gib", (double)vi.mapped_sectors * STORE_SECTOR / GIB, 2);
+	out_num(&o, "extents", (double)vi.extents, 0);
+	out_num(&o, "snapshot_ms", ts * 1e3, 3);
+	out_num(&o, "clone_ms", tc * 1e3, 3);
+	out_end(&o);
+}
+
+static void test_snapcreate(const struct opts *o, const char *dir)
+{
+	double fill = o->fill_gib ? o->fill_gib : 8;
+	struct bench b;
+	struct load ld;
+	char name[16];
+
+	bench_init(&b, o, dir, "snapcreate", o->pool_gib ? o->pool_gib : 2 * fill + 4);
+	bench_open_or_die(&b);
+	/* 1 GiB filled sequentially, and 1 GiB and fill GiB by random 4 KiB
+	 * writes (every block once): few extents, and very many */
+	bench_vols_create(&b, "seq", 1, GIB);
+	bench_fill(&b, GIB);
+	bench_vols_close(&b);
+	bench_vols_create(&b, "rnd1g", 1, GIB);
+	load_init(&ld, &b, 4096, PAT_PERM, GIB);
+	load_make_perm(&ld);
+	load_run(&ld, b.loop, false);
+	load_check(&ld, "a random fill");
+	load_fini(&ld);
+	bench_vols_close(&b);
+	snprintf(name, sizeof(name), "rnd%.0fg", fill);
+	bench_vols_create(&b, "big", 1, (uint64_t)(fill * GIB));
+	load_init(&ld, &b, 4096, PAT_PERM, (uint64_t)(fill * GIB));
+	load_make_perm(&ld);
+	load_run(&ld, b.loop, false);
+	load_check(&ld, "a random fill");
+	load_fini(&ld);
+	bench_vols_close(&b);
+	time_create(&b, "seq00", "1g_sequential");
+	time_create(&b, "rnd1g00", "1g_random4k");
+	time_create(&b, "big00", name);
+	bench_fini(&b);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static char own_dir[PATH_MAX];
@@ -947,7 +1207,8 @@ int main(int argc, char **argv)
 
 	parse_args(&o, argc, argv);
 	if (!want(&o, "randwrite4k") && !want(&o, "randwrite64k") &&
-	    !want(&o, "mapmem") && !want(&o, "recovery")) {
+	    !want(&o, "mapmem") && !want(&o, "recovery") && !want(&o, "snapshots") &&
+	    !want(&o, "clones") && !want(&o, "snapcreate")) {
 		usage(stderr);
 		return 2;
 	}
@@ -960,5 +1221,11 @@ int main(int argc, char **argv)
 		test_mapmem(&o, dir);
 	if (want(&o, "recovery"))
 		test_recovery(&o, dir);
+	if (want(&o, "snapshots"))
+		test_snapshots(&o, dir);
+	if (want(&o, "clones"))
+		test_clones(&o, dir);
+	if (want(&o, "snapcreate"))
+		test_snapcreate(&o, dir);
 	return 0;
 }

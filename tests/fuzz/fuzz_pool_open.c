@@ -92,12 +92,15 @@ static void base_write(struct store_pool *p, const char *name, uint8_t *model,
 	store_vol_close(v);
 }
 
-/* Two volumes (one write-back) and metadata, two checkpoints, then a log
- * tail with writes, an unmap, a resize and metadata changes that only
- * replay brings back. */
+/* Two volumes (one write-back), a snapshot and a clone of v1, metadata,
+ * two checkpoints, then a log tail with writes, an unmap, a resize, a
+ * snapshot and a rollback of v2, a copy by reference into the clone and
+ * metadata changes that only replay brings back. v1 and v2 keep their
+ * models; the snapshot and the clone are read but not compared. */
 static void base_workload(struct store_pool *p)
 {
-	struct store_vol *v;
+	static uint8_t v2_at_t[sizeof(base.v2)];
+	struct store_vol *v, *c;
 
 	if (tl_vol_create(base.loop, p, "v1", 1024, false) ||
 	    tl_vol_create(base.loop, p, "v2", 512, true))
@@ -108,6 +111,9 @@ static void base_workload(struct store_pool *p)
 	if (tl_checkpoint(base.loop, p))
 		abort();
 	base_meta(p, 1, 1500);
+	if (tl_snap_create(base.loop, p, "v1", "s1") ||
+	    tl_vol_clone(base.loop, p, "v1@s1", "c1", false))
+		abort();
 	base_write(p, "v1", base.v1, 32, 8, 3);
 	base_write(p, "v1", base.v1, 512, 24, 4);
 	if (tl_checkpoint(base.loop, p))
@@ -122,6 +128,18 @@ static void base_workload(struct store_pool *p)
 		abort();
 	base_meta(p, 0, 0);
 	base_meta(p, 2, 60);
+	if (tl_snap_create(base.loop, p, "v2", "t"))
+		abort();
+	memcpy(v2_at_t, base.v2, sizeof(v2_at_t));
+	base_write(p, "v2", base.v2, 0, 16, 8);
+	if (tl_snap_rollback(base.loop, p, "v2", "t"))
+		abort();
+	memcpy(base.v2, v2_at_t, sizeof(v2_at_t));
+	if (store_vol_open(p, "v1", &v) || store_vol_open(p, "c1", &c) ||
+	    tl_copy(base.loop, c, 100, v, 30, 20))
+		abort();
+	store_vol_close(v);
+	store_vol_close(c);
 	base_write(p, "v1", base.v1, 600, 8, 7);
 }
 
@@ -263,8 +281,8 @@ static void read_volume(struct store_pool *p, const struct store_vol_info *info,
 		size_t n = bytes - at < CHUNK ? bytes - at : CHUNK;
 		int rc = tl_read(base.loop, v, at / 512, buf, n);
 
-		if (pristine && (rc || !want || info->sectors != 1024 ||
-		                 memcmp(buf, want + at, n) != 0)) {
+		if (pristine && (rc || (want && (info->sectors != 1024 ||
+		                                 memcmp(buf, want + at, n) != 0)))) {
 			fprintf(stderr, "fuzz_pool_open: %s reads wrong from an intact image\n",
 			        info->name);
 			abort();
@@ -295,7 +313,7 @@ static void open_and_use(const uint8_t *img, uint64_t dev, bool pristine)
 	struct store_pool_opts o = {
 		.backend = crash_backend_base(cb), .checkpoint_secs = 3600,
 	};
-	struct store_vol_info info[16];
+	struct store_vol_info info[16], snaps[4];
 	struct store_pool *p;
 	size_t n;
 
@@ -303,10 +321,15 @@ static void open_and_use(const uint8_t *img, uint64_t dev, bool pristine)
 		abort();
 	if (store_pool_open(base.loop, &o, &p) == 0) {
 		n = store_vol_list(p, info, 16);
-		if (pristine && n != 2)
+		if (pristine && n != 3)
 			abort();
-		for (size_t i = 0; i < n && i < 16; i++)
+		for (size_t i = 0; i < n && i < 16; i++) {
+			size_t ns = store_snap_list(p, info[i].name, snaps, 4);
+
 			read_volume(p, &info[i], pristine);
+			for (size_t k = 0; k < ns && k < 4; k++)
+				read_volume(p, &snaps[k], pristine);
+		}
 		if (pristine)
 			check_meta(p);
 		store_pool_check(p, NULL, NULL);

@@ -231,7 +231,10 @@ static void locate_entry(struct scenario *s, const struct img_rec *r,
 	if (e->type == FMT_ENT_META_PUT || e->type == FMT_ENT_META_DEL)
 		return;                 /* no sectors; checkpoints copy the values */
 	if (e->type == FMT_ENT_VOL_CREATE) {
-		vol = vol_by_name(s->img + r->off + r->hdr_bytes + e->data_off * 512ull, e->name_len);
+		const struct fmt_name_item *it = (const void *)(s->img + r->off + r->hdr_bytes +
+		                                                e->data_off * 512ull);
+
+		vol = vol_by_name((const uint8_t *)it->name, it->name_len);
 		assert_true(vol >= 0 && e->vol < 64);
 		by_id[e->vol] = vol;
 		memset(s->loc[vol], 0, VOL_MAX * sizeof(struct loc));

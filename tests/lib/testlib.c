@@ -78,6 +78,39 @@ int tl_vol_delete(struct ev_loop *l, struct store_pool *p, const char *name)
 	TL_SYNC(l, store_vol_delete(p, name, tl_done, &op_));
 }
 
+int tl_snap_create(struct ev_loop *l, struct store_pool *p, const char *vol, const char *snap)
+{
+	TL_SYNC(l, store_snap_create(p, vol, snap, tl_done, &op_));
+}
+
+int tl_snap_group(struct ev_loop *l, struct store_pool *p, const char *const *vols, size_t n,
+                  const char *snap)
+{
+	TL_SYNC(l, store_snap_create_group(p, vols, n, snap, tl_done, &op_));
+}
+
+int tl_snap_delete(struct ev_loop *l, struct store_pool *p, const char *vol, const char *snap)
+{
+	TL_SYNC(l, store_snap_delete(p, vol, snap, tl_done, &op_));
+}
+
+int tl_snap_rollback(struct ev_loop *l, struct store_pool *p, const char *vol, const char *snap)
+{
+	TL_SYNC(l, store_snap_rollback(p, vol, snap, tl_done, &op_));
+}
+
+int tl_vol_clone(struct ev_loop *l, struct store_pool *p, const char *snapshot,
+                 const char *name, bool write_back)
+{
+	TL_SYNC(l, store_vol_clone(p, snapshot, name, write_back, tl_done, &op_));
+}
+
+int tl_copy(struct ev_loop *l, struct store_vol *dst, uint64_t dst_lba, struct store_vol *src,
+            uint64_t src_lba, uint64_t sectors)
+{
+	TL_SYNC(l, store_vol_copy(dst, dst_lba, src, src_lba, sectors, tl_done, &op_));
+}
+
 int tl_vol_resize(struct ev_loop *l, struct store_pool *p, const char *name, uint64_t sectors)
 {
 	TL_SYNC(l, store_vol_resize(p, name, sectors, tl_done, &op_));

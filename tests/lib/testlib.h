@@ -31,6 +31,15 @@ int tl_read(struct ev_loop *l, struct store_vol *v, uint64_t lba, void *buf, siz
 int tl_unmap(struct ev_loop *l, struct store_vol *v, uint64_t lba, uint64_t sectors);
 int tl_flush(struct ev_loop *l, struct store_vol *v);
 int tl_checkpoint(struct ev_loop *l, struct store_pool *p);
+int tl_snap_create(struct ev_loop *l, struct store_pool *p, const char *vol, const char *snap);
+int tl_snap_group(struct ev_loop *l, struct store_pool *p, const char *const *vols, size_t n,
+                  const char *snap);
+int tl_snap_delete(struct ev_loop *l, struct store_pool *p, const char *vol, const char *snap);
+int tl_snap_rollback(struct ev_loop *l, struct store_pool *p, const char *vol, const char *snap);
+int tl_vol_clone(struct ev_loop *l, struct store_pool *p, const char *snapshot,
+                 const char *name, bool write_back);
+int tl_copy(struct ev_loop *l, struct store_vol *dst, uint64_t dst_lba, struct store_vol *src,
+            uint64_t src_lba, uint64_t sectors);
 int tl_pool_close(struct ev_loop *l, struct store_pool *p);
 
 /* The seed: $SLUICE_SEED if set, else from the clock; printed either way so

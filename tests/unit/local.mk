@@ -26,3 +26,18 @@ tests_unit_test_corrupt_crafted_SOURCES = %reldir%/test_corrupt_crafted.c \
 	tests/lib/pool_damage.h tests/lib/pool_damage.c
 tests_unit_test_corrupt_crafted_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_corrupt_crafted_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_snap
+tests_unit_test_snap_SOURCES = %reldir%/test_snap.c
+tests_unit_test_snap_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_snap_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_space
+tests_unit_test_space_SOURCES = %reldir%/test_space.c
+tests_unit_test_space_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_space_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_addr
+tests_unit_test_addr_SOURCES = %reldir%/test_addr.c
+tests_unit_test_addr_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_addr_LDADD = $(SL_TEST_LIBS)

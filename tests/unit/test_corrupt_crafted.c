@@ -162,6 +162,21 @@ static void test_corrupt_crafted_huge_volume_id(void **state)
 	expect_no_crash("volume created with id 0x80000000", img, s->size, 3);
 }
 
+/* The volume table of a checkpoint payload comes after the map nodes. */
+static struct fmt_ckpt_vol *first_ckpt_vol(uint8_t *payload)
+{
+	const struct fmt_ckpt_hdr *h = (const void *)payload;
+	size_t off = sizeof(*h);
+
+	for (uint64_t i = 0; i < h->n_nodes; i++) {
+		uint32_t n[2];
+
+		memcpy(n, payload + off, 8);
+		off += 8 + (n[1] ? 16u * n[0] : (4u * n[0] + 7) & ~7u);
+	}
+	return (void *)(payload + off);
+}
+
 /* The same through the checkpoint: a payload volume with a huge id, the
  * payload and root CRCs valid (libFuzzer found this one). */
 static void test_corrupt_crafted_huge_volume_id_in_checkpoint(void **state)
@@ -173,7 +188,7 @@ static void test_corrupt_crafted_huge_volume_id_in_checkpoint(void **state)
 
 	(void)state;
 	memcpy(img, s->img, s->size);
-	fv = (void *)(img + img_seg_off(&s->im, r->seg[0]) + sizeof(struct fmt_ckpt_hdr));
+	fv = first_ckpt_vol(img + img_seg_off(&s->im, r->seg[0]));
 	assert_string_equal(fv->name, "alpha");
 	fv->id = 0x80000000u;
 	img_seal_payload(img, s->size, SEG_BYTES, s->im.newest);

@@ -94,7 +94,7 @@ static void test_format_superblock(void **state)
 
 	assert_memory_equal(img + FMT_SB_OFF(0), img + FMT_SB_OFF(1), 4096);
 	assert_memory_equal(sb->magic, "SLUICEPL", 8);
-	assert_int_equal(sb->version, 1);
+	assert_int_equal(sb->version, 2);
 	assert_int_equal(sb->crc, ref_block_crc(img, offsetof(struct fmt_super, crc)));
 	assert_int_equal(sb->pool_bytes, POOL_BYTES);
 	assert_int_equal(sb->segment_bytes, SEG_BYTES);
@@ -114,7 +114,7 @@ static void test_format_first_root(void **state)
 
 	assert_memory_equal(img + FMT_ROOT_OFF(0), zero, 4096);
 	assert_memory_equal(r->magic, "SLCKROOT", 8);
-	assert_int_equal(r->version, 1);
+	assert_int_equal(r->version, 2);
 	assert_int_equal(r->crc, ref_block_crc((const uint8_t *)r, offsetof(struct fmt_root, crc)));
 	assert_memory_equal(r->uuid, sb->uuid, 16);
 	assert_int_equal(r->generation, 1);
@@ -183,12 +183,19 @@ static void test_format_log_records(void **state)
 	const struct fmt_rec_entry *e;
 	struct pool_image im;
 
+	const struct fmt_name_item *it;
+
 	e = check_record(img, off, 1, 0, 1, &h);
 	assert_int_equal(e->type, FMT_ENT_VOL_CREATE);
 	assert_int_equal(e->sectors, 2048);
-	assert_int_equal(e->name_len, 3);
 	assert_int_equal(h->data_bytes, 4096);
-	assert_memory_equal(img + off + h->hdr_bytes + e->data_off * 512, "fmt", 4);
+	/* the name in a one-sector item: the new id, its length, the time */
+	it = (const void *)(img + off + h->hdr_bytes + e->data_off * 512);
+	assert_int_equal(it->id, 1);
+	assert_int_equal(it->src, 0);
+	assert_int_equal(it->name_len, 3);
+	assert_true(it->created > 1700000000u);
+	assert_memory_equal(it->name, "fmt", 4);
 	assert_int_equal(h->next_seg, r->next_seg);
 	off += h->hdr_bytes + h->data_bytes;
 	e = check_record(img, off, 2, 1, 1, &h);
@@ -219,8 +226,8 @@ static void test_format_log_records(void **state)
 }
 
 /* A checkpoint writes generation 2 to slot 0, naming the last record and
- * the next one's position, with a payload of the volume table and its
- * extents. */
+ * the next one's position, with a payload of the map nodes, the volume
+ * table and the address table. */
 static void test_format_checkpoint(void **state)
 {
 	struct fmt_fixture *f = *state;
@@ -228,7 +235,8 @@ static void test_format_checkpoint(void **state)
 	const struct fmt_root *r = (const void *)(img + FMT_ROOT_OFF(0));
 	const struct fmt_ckpt_hdr *ph;
 	const struct fmt_ckpt_vol *pv;
-	const uint64_t *ext;
+	const uint64_t *ext, *rec;
+	const uint32_t *node;
 	struct pool_image im;
 	uint8_t *payload;
 
@@ -245,23 +253,43 @@ static void test_format_checkpoint(void **state)
 	assert_int_equal(r->payload_crc, img_crc32c_ref(payload, r->payload_bytes));
 	ph = (const void *)payload;
 	assert_memory_equal(ph->magic, "SLCKPAYL", 8);
-	assert_int_equal(ph->version, 1);
+	assert_int_equal(ph->version, 2);
 	assert_int_equal(ph->n_vols, 1);
-	assert_int_equal(ph->n_extents, 2);
+	assert_int_equal(ph->n_nodes, 1);
+	assert_int_equal(ph->n_addr_recs, 2);
+	assert_int_equal(ph->n_meta, 0);
 	assert_int_equal(ph->next_vol_id, 2);
-	assert_int_equal(r->payload_bytes, sizeof(*ph) + sizeof(*pv) + 2 * 16);
-	pv = (const void *)(ph + 1);
+	assert_int_equal(r->payload_bytes, sizeof(*ph) + (8 + 2 * 16) + sizeof(*pv) + 2 * 32);
+	/* one leaf node: n, leaf, then lba | len << 40 and the log address,
+	 * seq << 16 | sector offset in the record's data */
+	node = (const void *)(ph + 1);
+	assert_int_equal(node[0], 2);
+	assert_int_equal(node[1], 1);
+	ext = (const void *)(node + 2);
+	assert_int_equal(ext[0], 100 | 16ull << 40);
+	assert_int_equal(ext[1], 3ull << 16);
+	assert_int_equal(ext[2], 1000 | 1ull << 40);
+	assert_int_equal(ext[3], 5ull << 16);
+	pv = (const void *)(ext + 4);
 	assert_int_equal(pv->id, 1);
 	assert_int_equal(pv->flags, 0);
 	assert_int_equal(pv->sectors, 2048);
-	assert_int_equal(pv->n_extents, 2);
+	assert_int_equal(pv->extents, 2);
+	assert_int_equal(pv->mapped, 17);
+	assert_int_equal(pv->root, 1);
+	assert_int_equal(pv->parent, 0);
 	assert_string_equal(pv->name, "fmt");
-	/* extents: lba | len << 40, then the pba of the record data */
-	ext = (const void *)(pv + 1);
-	assert_int_equal(ext[0], 100 | 16ull << 40);
-	assert_int_equal(ext[1] * 512, im.recs[2].off + im.recs[2].hdr_bytes);
-	assert_int_equal(ext[2], 1000 | 1ull << 40);
-	assert_int_equal(ext[3] * 512, im.recs[4].off + im.recs[4].hdr_bytes);
+	/* the address table: per record seq, n runs, then off, len and the
+	 * device sector of each run (any record order) */
+	rec = (const void *)(pv + 1);
+	for (int i = 0; i < 2; i++, rec += 4) {
+		const struct img_rec *ir = rec[0] == 3 ? &im.recs[2] : &im.recs[4];
+
+		assert_true(rec[0] == 3 || rec[0] == 5);
+		assert_int_equal(rec[1], 1);
+		assert_int_equal(rec[2], rec[0] == 3 ? 16ull << 16 : 1ull << 16);
+		assert_int_equal(rec[3] * 512, ir->off + ir->hdr_bytes);
+	}
 	img_free(&im);
 }
 

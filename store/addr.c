@@ -1,0 +1,406 @@
+/* store/addr.c: the address table (store/addr.h says what and why). */
+#include "store/addr.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OFF_MASK        ((1ull << ADDR_OFF_BITS) - 1)
+
+struct addr_run {
+	uint16_t off, len;              /* sectors into the record's data */
+	uint32_t refs;
+	uint64_t pba;
+};
+
+struct addr_rec {
+	struct addr_rec *next;          /* hash chain */
+	uint64_t         seq;
+	uint32_t         n, cap;
+	struct addr_run *run;
+};
+
+static uint64_t seq_hash(uint64_t seq)
+{
+	return seq * 0x9e3779b97f4a7c15ull >> 20;
+}
+
+int store_addr_init(struct store_addr *t, addr_live_fn *live, void *arg)
+{
+	memset(t, 0, sizeof(*t));
+	t->mask = 1023;
+	t->bucket = calloc(t->mask + 1, sizeof(*t->bucket));
+	t->live_fn = live;
+	t->live_arg = arg;
+	return t->bucket ? 0 : -ENOMEM;
+}
+
+void store_addr_fini(struct store_addr *t)
+{
+	for (uint64_t b = 0; t->bucket && b <= t->mask; b++) {
+		struct addr_rec *r = t->bucket[b], *next;
+
+		for (; r; r = next) {
+			next = r->next;
+			free(r->run);
+			free(r);
+		}
+	}
+	free(t->bucket);
+	t->bucket = NULL;
+}
+
+static struct addr_rec **rec_slot(const struct store_addr *t, uint64_t seq)
+{
+	struct addr_rec **pp = &t->bucket[seq_hash(seq) & t->mask];
+
+	while (*pp && (*pp)->seq != seq)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void table_grow(struct store_addr *t)
+{
+	uint64_t mask = t->mask * 2 + 1;
+	struct addr_rec **b = calloc(mask + 1, sizeof(*b));
+
+	if (!b)
+		return;         /* longer chains, still correct */
+	for (uint64_t i = 0; i <= t->mask; i++) {
+		struct addr_rec *r = t->bucket[i], *next;
+
+		for (; r; r = next) {
+			next = r->next;
+			r->next = b[seq_hash(r->seq) & mask];
+			b[seq_hash(r->seq) & mask] = r;
+		}
+	}
+	free(t->bucket);
+	t->bucket = b;
+	t->mask = mask;
+}
+
+static struct addr_rec *rec_get(struct store_addr *t, uint64_t seq, bool create)
+{
+	struct addr_rec **pp = rec_slot(t, seq), *r;
+
+	if (*pp || !create)
+		return *pp;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	r->seq = seq;
+	*pp = r;
+	if (++t->nrecs > 2 * (t->mask + 1))
+		table_grow(t);
+	return r;
+}
+
+static void rec_drop(struct store_addr *t, struct addr_rec *r)
+{
+	struct addr_rec **pp = rec_slot(t, r->seq);
+
+	*pp = r->next;
+	t->nrecs--;
+	free(r->run);
+	free(r);
+}
+
+static int rec_room(struct addr_rec *r, uint32_t more)
+{
+	struct addr_run *v;
+	uint32_t cap;
+
+	if (r->n + more <= r->cap)
+		return 0;
+	cap = r->cap ? r->cap * 2 : 4;
+	while (cap < r->n + more)
+		cap *= 2;
+	v = realloc(r->run, cap * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	r->run = v;
+	r->cap = cap;
+	return 0;
+}
+
+/* Index of the first run ending after off. */
+static uint32_t run_find(const struct addr_rec *r, uint64_t off)
+{
+	uint32_t lo = 0, hi = r->n;
+
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+
+		if ((uint64_t)r->run[mid].off + r->run[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Cuts run i in two at off (strictly inside it); room must be there. */
+static void run_split(struct addr_rec *r, uint32_t i, uint64_t off)
+{
+	struct addr_run *a = &r->run[i];
+	uint16_t head = (uint16_t)(off - a->off);
+
+	memmove(&r->run[i + 1], &r->run[i], (r->n - i) * sizeof(*a));
+	r->n++;
+	a->len = head;
+	r->run[i + 1].off = (uint16_t)off;
+	r->run[i + 1].len -= head;
+	r->run[i + 1].pba += head;
+}
+
+static bool runs_join(const struct addr_run *a, const struct addr_run *b)
+{
+	return a->off + a->len == b->off && a->pba + a->len == b->pba &&
+	       a->refs == b->refs && (uint32_t)a->len + b->len <= UINT16_MAX;
+}
+
+/* Merges neighbours among runs [lo, hi]. */
+static void runs_merge(struct store_addr *t, struct addr_rec *r, uint32_t lo, uint32_t hi)
+{
+	uint32_t i = lo ? lo - 1 : 0;
+
+	if (hi >= r->n)
+		hi = r->n ? r->n - 1 : 0;
+	while (i < hi && i + 1 < r->n) {
+		if (!runs_join(&r->run[i], &r->run[i + 1])) {
+			i++;
+			continue;
+		}
+		r->run[i].len += r->run[i + 1].len;
+		memmove(&r->run[i + 1], &r->run[i + 2], (r->n - i - 2) * sizeof(r->run[0]));
+		r->n--;
+		t->nruns--;
+		hi--;
+	}
+}
+
+int store_addr_add(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pba)
+{
+	struct addr_rec *r = rec_get(t, la >> ADDR_OFF_BITS, true);
+	uint64_t off = la & OFF_MASK;
+	uint32_t i;
+
+	if (!r || rec_room(r, 1))
+		return -ENOMEM;
+	if (len == 0 || off + len > OFF_MASK + 1)
+		return -EINVAL;
+	i = run_find(r, off);
+	if (i < r->n && r->run[i].off < off + len)
+		return -EEXIST;         /* a log address is written once */
+	memmove(&r->run[i + 1], &r->run[i], (r->n - i) * sizeof(r->run[0]));
+	r->run[i] = (struct addr_run){ .off = (uint16_t)off, .len = (uint16_t)len, .pba = pba };
+	r->n++;
+	t->nruns++;
+	return 0;
+}
+
+static void run_live(struct store_addr *t, const struct addr_run *a, int sign)
+{
+	t->live += sign > 0 ? a->len : -(uint64_t)a->len;
+	if (t->live_fn)
+		t->live_fn(t->live_arg, a->pba, a->len, sign);
+}
+
+void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
+{
+	struct store_addr *t = arg;
+	struct addr_rec *r = rec_get(t, la >> ADDR_OFF_BITS, false);
+	uint64_t o = la & OFF_MASK, e = o + len;
+	uint32_t i, first;
+
+	if (!r || e > OFF_MASK + 1) {
+		t->err = -EUCLEAN;
+		return;
+	}
+	if (rec_room(r, 2)) {
+		t->err = -ENOMEM;
+		return;
+	}
+	i = first = run_find(r, o);
+	if (i < r->n && r->run[i].off < o) {
+		run_split(r, i, o);
+		t->nruns++;
+		i++;
+	}
+	while (o < e) {
+		struct addr_run *a;
+
+		if (i >= r->n || r->run[i].off != o) {
+			t->err = -EUCLEAN;      /* part of the range is not in the table */
+			break;
+		}
+		if ((uint64_t)r->run[i].off + r->run[i].len > e) {
+			if (rec_room(r, 1)) {
+				t->err = -ENOMEM;
+				break;
+			}
+			run_split(r, i, e);
+			t->nruns++;
+		}
+		a = &r->run[i];
+		o += a->len;
+		if (delta > 0) {
+			if (a->refs++ == 0)
+				run_live(t, a, +1);
+			i++;
+			continue;
+		}
+		if (a->refs == 0) {
+			t->err = -EUCLEAN;      /* dropped more often than taken */
+			break;
+		}
+		if (--a->refs > 0) {
+			i++;
+			continue;
+		}
+		run_live(t, a, -1);
+		memmove(&r->run[i], &r->run[i + 1], (r->n - i - 1) * sizeof(*a));
+		r->n--;
+		t->nruns--;
+	}
+	if (r->n == 0)
+		rec_drop(t, r);
+	else
+		runs_merge(t, r, first, i);
+}
+
+uint64_t store_addr_only(void *arg, uint64_t la, uint64_t len)
+{
+	const struct store_addr *t = arg;
+	const struct addr_rec *r = rec_get((struct store_addr *)t, la >> ADDR_OFF_BITS, false);
+	uint64_t o = la & OFF_MASK, e = o + len, n = 0;
+
+	for (uint32_t i = r ? run_find(r, o) : 0; r && i < r->n && r->run[i].off < e; i++) {
+		const struct addr_run *a = &r->run[i];
+		uint64_t s = a->off > o ? a->off : o;
+		uint64_t end = (uint64_t)a->off + a->len < e ? (uint64_t)a->off + a->len : e;
+
+		if (a->refs == 1)
+			n += end - s;
+	}
+	return n;
+}
+
+int store_addr_visit(const struct store_addr *t, uint64_t la, uint64_t len,
+                     addr_visit_fn *visit, void *arg)
+{
+	const struct addr_rec *r = rec_get((struct store_addr *)t, la >> ADDR_OFF_BITS, false);
+	uint64_t o = la & OFF_MASK, e = o + len;
+	uint32_t i = r ? run_find(r, o) : 0;
+
+	while (o < e) {
+		const struct addr_run *a;
+		uint64_t end;
+		int rc;
+
+		if (!r || i >= r->n || r->run[i].off > o)
+			return -EUCLEAN;
+		a = &r->run[i++];
+		end = (uint64_t)a->off + a->len < e ? (uint64_t)a->off + a->len : e;
+		rc = visit(arg, (la & ~OFF_MASK) | o, end - o, a->pba + (o - a->off));
+		if (rc)
+			return rc;
+		o = end;
+	}
+	return 0;
+}
+
+uint64_t store_addr_prune(struct store_addr *t)
+{
+	uint64_t pruned = 0;
+
+	for (uint64_t b = 0; b <= t->mask; b++) {
+		struct addr_rec *r = t->bucket[b], *next;
+
+		for (; r; r = next) {
+			uint32_t out = 0;
+
+			next = r->next;
+			for (uint32_t i = 0; i < r->n; i++) {
+				if (r->run[i].refs == 0) {
+					pruned += r->run[i].len;
+					t->nruns--;
+				} else {
+					r->run[out++] = r->run[i];
+				}
+			}
+			r->n = out;
+			if (r->n == 0)
+				rec_drop(t, r);
+		}
+	}
+	return pruned;
+}
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+size_t store_addr_save_bytes(const struct store_addr *t)
+{
+	return 16 * t->nrecs + 16 * t->nruns;
+}
+
+size_t store_addr_save(const struct store_addr *t, char *buf)
+{
+	size_t off = 0;
+
+	for (uint64_t b = 0; b <= t->mask; b++) {
+		for (const struct addr_rec *r = t->bucket[b]; r; r = r->next) {
+			uint32_t hdr[2] = { r->n, 0 };
+
+			memcpy(buf + off, &r->seq, 8);
+			memcpy(buf + off + 8, hdr, 8);
+			off += 16;
+			for (uint32_t i = 0; i < r->n; i++) {
+				uint16_t w[4] = { r->run[i].off, r->run[i].len, 0, 0 };
+
+				memcpy(buf + off, w, 8);
+				memcpy(buf + off + 8, &r->run[i].pba, 8);
+				off += 16;
+			}
+		}
+	}
+	return off;
+}
+
+int store_addr_load(struct store_addr *t, const char *buf, size_t len, uint64_t count,
+                    addr_pba_ok_fn *ok, void *arg, size_t *used)
+{
+	size_t off = 0;
+
+	for (uint64_t k = 0; k < count; k++) {
+		uint64_t seq, end = 0;
+		uint32_t hdr[2];
+
+		if (len - off < 16)
+			return -EUCLEAN;
+		memcpy(&seq, buf + off, 8);
+		memcpy(hdr, buf + off + 8, 8);
+		off += 16;
+		if (hdr[0] == 0 || hdr[0] > (len - off) / 16 || rec_get(t, seq, false) ||
+		    seq >> (64 - ADDR_OFF_BITS))
+			return -EUCLEAN;
+		for (uint32_t i = 0; i < hdr[0]; i++) {
+			uint16_t w[4];
+			uint64_t pba;
+			int rc;
+
+			memcpy(w, buf + off, 8);
+			memcpy(&pba, buf + off + 8, 8);
+			off += 16;
+			if (w[1] == 0 || w[0] < end || !ok(arg, pba, w[1]))
+				return -EUCLEAN;
+			end = (uint64_t)w[0] + w[1];
+			rc = store_addr_add(t, addr_la(seq, w[0]), w[1], pba);
+			if (rc)
+				return rc == -ENOMEM ? rc : -EUCLEAN;
+		}
+	}
+	*used = off;
+	return 0;
+}
