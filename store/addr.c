@@ -182,14 +182,20 @@ static void runs_merge(struct store_addr *t, struct addr_rec *r, uint32_t lo, ui
 
 int store_addr_add(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pba)
 {
-	struct addr_rec *r = rec_get(t, la >> ADDR_OFF_BITS, true);
 	uint64_t off = la & OFF_MASK;
+	struct addr_rec *r;
 	uint32_t i;
 
-	if (!r || rec_room(r, 1))
-		return -ENOMEM;
-	if (len == 0 || off + len > OFF_MASK + 1)
+	if (len == 0 || len > UINT16_MAX || off + len > OFF_MASK + 1)
 		return -EINVAL;
+	r = rec_get(t, la >> ADDR_OFF_BITS, true);
+	if (!r)
+		return -ENOMEM;
+	if (rec_room(r, 1)) {
+		if (r->n == 0)
+			rec_drop(t, r);         /* leave no empty record behind */
+		return -ENOMEM;
+	}
 	i = run_find(r, off);
 	if (i < r->n && r->run[i].off < off + len)
 		return -EEXIST;         /* a log address is written once */
@@ -200,11 +206,12 @@ int store_addr_add(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pba
 	return 0;
 }
 
-static void run_live(struct store_addr *t, const struct addr_run *a, int sign)
+static void run_live(struct store_addr *t, const struct addr_rec *r,
+                     const struct addr_run *a, int sign)
 {
 	t->live += sign > 0 ? a->len : -(uint64_t)a->len;
 	if (t->live_fn)
-		t->live_fn(t->live_arg, a->pba, a->len, sign);
+		t->live_fn(t->live_arg, addr_la(r->seq, a->off), a->pba, a->len, sign);
 }
 
 void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
@@ -247,7 +254,7 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 		o += a->len;
 		if (delta > 0) {
 			if (a->refs++ == 0)
-				run_live(t, a, +1);
+				run_live(t, r, a, +1);
 			i++;
 			continue;
 		}
@@ -259,7 +266,7 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 			i++;
 			continue;
 		}
-		run_live(t, a, -1);
+		run_live(t, r, a, -1);
 		memmove(&r->run[i], &r->run[i + 1], (r->n - i - 1) * sizeof(*a));
 		r->n--;
 		t->nruns--;
@@ -268,6 +275,66 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 		rec_drop(t, r);
 	else
 		runs_merge(t, r, first, i);
+}
+
+void store_addr_move(struct store_addr *t, uint64_t la, uint64_t len, uint64_t from,
+                     uint64_t to)
+{
+	struct addr_rec *r = rec_get(t, la >> ADDR_OFF_BITS, false);
+	uint64_t o = la & OFF_MASK, e = o + len;
+	uint32_t i, first;
+
+	if (!r)
+		return;                 /* all of it died */
+	if (rec_room(r, 2)) {
+		t->err = -ENOMEM;
+		return;
+	}
+	i = first = run_find(r, o);
+	if (i < r->n && r->run[i].off < o) {
+		run_split(r, i, o);
+		t->nruns++;
+		i++;
+	}
+	for (; i < r->n && r->run[i].off < e; i++) {
+		struct addr_run *a;
+
+		if ((uint64_t)r->run[i].off + r->run[i].len > e) {
+			if (rec_room(r, 1)) {
+				t->err = -ENOMEM;
+				break;
+			}
+			run_split(r, i, e);
+			t->nruns++;
+		}
+		a = &r->run[i];
+		if (a->pba != from + (a->off - o))
+			continue;       /* not where the cleaner copied it from */
+		if (a->refs)    /* only referenced data counts as live anywhere */
+			run_live(t, r, a, -1);
+		a->pba = to + (a->off - o);
+		if (a->refs)
+			run_live(t, r, a, +1);
+	}
+	runs_merge(t, r, first, i);
+}
+
+int store_addr_visit_record(const struct store_addr *t, uint64_t seq, uint64_t lo,
+                            uint64_t hi, addr_visit_fn *visit, void *arg)
+{
+	const struct addr_rec *r = rec_get((struct store_addr *)t, seq, false);
+
+	for (uint32_t i = 0; r && i < r->n; i++) {
+		const struct addr_run *a = &r->run[i];
+		int rc;
+
+		if (a->pba < lo || a->pba + a->len > hi)
+			continue;
+		rc = visit(arg, addr_la(seq, a->off), a->len, a->pba);
+		if (rc)
+			return rc;
+	}
+	return 0;
 }
 
 uint64_t store_addr_only(void *arg, uint64_t la, uint64_t len)

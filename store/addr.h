@@ -33,8 +33,9 @@ static inline uint64_t addr_la(uint64_t seq, uint64_t off)
 	return seq << ADDR_OFF_BITS | off;
 }
 
-/* sign +1: [pba, pba+len) became live; -1: it died. */
-typedef void addr_live_fn(void *arg, uint64_t pba, uint64_t len, int sign);
+/* sign +1: [pba, pba+len), the data of log address la.., became live
+ * there; -1: it died there (or moved away). */
+typedef void addr_live_fn(void *arg, uint64_t la, uint64_t pba, uint64_t len, int sign);
 typedef int  addr_visit_fn(void *arg, uint64_t la, uint64_t len, uint64_t pba);
 typedef bool addr_pba_ok_fn(void *arg, uint64_t pba, uint64_t len);
 
@@ -63,6 +64,15 @@ uint64_t store_addr_only(void *arg, uint64_t la, uint64_t len);
  * of it is not in the table. */
 int  store_addr_visit(const struct store_addr *t, uint64_t la, uint64_t len,
                       addr_visit_fn *visit, void *arg);
+/* The cleaner moved the data of [la, la+len) from from.. to to..: the parts
+ * still in the table and still at from.. are now at to.. (a part that died
+ * meanwhile stays dead). */
+void store_addr_move(struct store_addr *t, uint64_t la, uint64_t len, uint64_t from,
+                     uint64_t to);
+/* Visits the runs of record seq whose data lies in [lo, hi) (device
+ * sectors), each whole, in order. */
+int  store_addr_visit_record(const struct store_addr *t, uint64_t seq, uint64_t lo,
+                             uint64_t hi, addr_visit_fn *visit, void *arg);
 /* Drops runs nothing references; returns how many sectors that was. */
 uint64_t store_addr_prune(struct store_addr *t);
 

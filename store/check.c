@@ -91,8 +91,9 @@ static bool check_in_record(const struct check *c, uint32_t seg, uint64_t pba, u
 	return false;
 }
 
-static void check_seen_live(void *arg, uint64_t pba, uint64_t len, int sign)
+static void check_seen_live(void *arg, uint64_t la, uint64_t pba, uint64_t len, int sign)
 {
+	(void)la;
 	struct check *c = arg;
 	uint32_t s;
 

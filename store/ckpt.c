@@ -231,10 +231,13 @@ static void ckpt_finish(struct ckpt *c)
 	} else {
 		p->ckpt_gen++;
 		ckpt_adopt_segments(p, c->segs, c->nsegs);
+		p->ckpt_seq = c->root->log_seq;
 		for (uint32_t i = 0; i < c->ndead; i++) {
 			struct seg_info *g = &p->segs[c->dead[i]];
 
-			if (g->state == SEG_LOG && g->live == 0 && g->readers == 0)
+			/* not freed (and perhaps reused) since the capture */
+			if (g->dead_at_capture && g->state == SEG_LOG && g->live == 0 &&
+			    g->readers == 0 && !g->pinned)
 				store_seg_release(p, c->dead[i]);
 		}
 		p->st.checkpoints++;
@@ -301,9 +304,11 @@ static void ckpt_note_dead(struct store_pool *p, struct ckpt *c)
 	for (uint32_t s = 0; s < p->nsegs; s++) {
 		const struct seg_info *g = &p->segs[s];
 
-		if (g->state == SEG_LOG && g->live == 0 && g->readers == 0 &&
-		    s != p->cur_seg && s != p->next_seg)
+		if (g->state == SEG_LOG && g->live == 0 && g->readers == 0 && !g->pinned &&
+		    s != p->cur_seg && s != p->next_seg) {
 			c->dead[c->ndead++] = s;
+			p->segs[s].dead_at_capture = 1;
+		}
 	}
 }
 
@@ -550,6 +555,8 @@ static void ckpt_reset(struct store_pool *p)
 	store_meta_free_all(p);
 	store_addr_fini(&p->addr);
 	store_addr_init(&p->addr, store_seg_live_cb, p);
+	for (uint32_t i = 0; i < p->nsegs; i++)
+		free(p->segs[i].recs);
 	memset(p->segs, 0, p->nsegs * sizeof(*p->segs));
 	p->next_vol_id = 1;
 }
@@ -605,6 +612,7 @@ int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
 		rc = ckpt_try_root(p, r[i]);
 		if (rc == 0) {
 			memcpy(out, r[i], 4096);
+			p->ckpt_seq = r[i]->log_seq;
 			p->ckpt_fell_back = pass == 1;
 			if (pass == 1)
 				store_pool_logf(p, STORE_LOG_WARN, "newest checkpoint is damaged; "

@@ -34,6 +34,12 @@
  * A WRITE entry's data has the log address seq << 16 | data_off (addr.h):
  * maps refer to data by that name, which never changes when data moves.
  *
+ * The cleaner (store/clean.c) copies live data into segments of its own as
+ * records with FMT_ENT_COLD entries, outside the log's chain (replay never
+ * walks them; prev_seq 0, flushed_seq 0), then logs a MOVE record in the
+ * chain once the copies are durable. Only replaying the MOVE makes the
+ * copies live, so a crash in between leaves the original in place.
+ *
  * flushed_seq tells a torn write from damage: a record names the newest
  * record a completed flush covered when it was sealed. If replay stops after
  * record L but a valid record claims flushed_seq > L, the record after L was
@@ -124,6 +130,11 @@ enum fmt_ent_type {
 	FMT_ENT_ROLLBACK,        /* vol, lba = snapshot id */
 	FMT_ENT_COPY,            /* vol, lba, sectors: share the data of a
 	                          * fmt_copy_src range (copy by reference) */
+	FMT_ENT_MOVE,            /* sectors = n fmt_moves: the cleaner copied
+	                          * data; it is there now */
+	FMT_ENT_COLD,            /* only in the cleaner's records (outside the
+	                          * log's chain): lba = log address, sectors at
+	                          * data_off, for fsck and for the next cleaning */
 };
 #define FMT_ENT_F_WRITE_BACK 0x1u
 
@@ -135,6 +146,13 @@ struct fmt_name_item {
 	uint32_t flags;
 	uint64_t created;        /* unix seconds */
 	char     name[488];      /* "vol" or "vol@snap", not NUL-terminated */
+};
+
+struct fmt_move {
+	uint64_t la;             /* the data's log address */
+	uint64_t from, to;       /* device sectors */
+	uint32_t len;            /* sectors */
+	uint32_t reserved;
 };
 
 struct fmt_copy_src {

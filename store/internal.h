@@ -42,7 +42,12 @@ struct seg_info {
 	uint64_t last_seq;      /* newest record written into it */
 	uint32_t readers;       /* reads in flight from it */
 	uint8_t  state;
-	uint8_t  dead_at_capture;
+	uint8_t  dead_at_capture; /* a running checkpoint frees it when done */
+	uint8_t  cold;          /* holds the cleaner's copies, not the log's chain */
+	uint8_t  pinned;        /* the cleaner is filling it */
+	uint64_t *recs;         /* seqs of records with live data here (may repeat
+	                         * or be stale: the cleaner checks) */
+	uint32_t nrecs, recs_cap;
 };
 
 enum vol_state { VOL_CREATING, VOL_ACTIVE, VOL_DELETING };
@@ -113,6 +118,7 @@ struct batch {
 };
 
 struct ckpt;
+struct store_cleaner;
 
 struct store_pool {
 	struct ev_loop       *loop;
@@ -165,6 +171,7 @@ struct store_pool {
 
 	/* checkpoints */
 	uint64_t              ckpt_gen;
+	uint64_t              ckpt_seq; /* the durable checkpoint's log position */
 	uint32_t              ckpt_segs[FMT_ROOT_SEGS_MAX];
 	uint32_t              ckpt_nsegs;
 	uint64_t              log_bytes_since_ckpt;
@@ -177,6 +184,8 @@ struct store_pool {
 	store_done_fn        *close_done;
 	void                 *close_arg;
 
+	struct store_cleaner *cleaner;
+
 	struct store_pool_stats st;
 };
 
@@ -186,9 +195,10 @@ void store_pool_logf(struct store_pool *p, enum store_log_level lvl, const char 
 void store_pool_fail(struct store_pool *p, int err, const char *what);
 int  store_seg_alloc(struct store_pool *p, enum seg_state state, uint32_t *out);
 void store_seg_release(struct store_pool *p, uint32_t seg);
+void store_segs_free(struct store_pool *p);
 uint64_t store_seg_sector(const struct store_pool *p, uint32_t seg);
 bool store_seg_of_sector(const struct store_pool *p, uint64_t pba, uint32_t *seg);
-void store_seg_live_cb(void *arg, uint64_t pba, uint64_t len, int sign);
+void store_seg_live_cb(void *arg, uint64_t la, uint64_t pba, uint64_t len, int sign);
 bool store_pba_ok(void *arg, uint64_t pba, uint64_t len);
 uint32_t store_ckpt_reserve(const struct store_pool *p);
 void *store_alloc_aligned(size_t bytes);
@@ -241,6 +251,25 @@ int  store_ckpt_load(struct store_pool *p, struct fmt_root *root);
 void store_ckpt_start(struct store_pool *p);
 int  store_ckpt_format(struct store_pool *p);
 void store_ckpt_request(struct store_pool *p, struct store_req *waiter);
+
+/* clean.c */
+int  store_clean_init(struct store_pool *p);
+void store_clean_fini(struct store_pool *p);
+/* Starts a cleaning step when free segments run low (called as the log
+ * kicks). */
+void store_clean_kick(struct store_pool *p);
+bool store_clean_busy(const struct store_pool *p);
+/* Reclaimable space exists: writes should wait for the cleaner, not fail. */
+bool store_clean_can_reclaim(const struct store_pool *p);
+/* Segments over the checkpoint's reserve under which writes wait for the
+ * cleaner: its copies may take them all, and its MOVE record the reserve's
+ * slack, so a step can always finish and give a segment back. */
+#define STORE_CLEAN_RESERVE 3u
+/* Applies a durable MOVE entry: data the cleaner copied is now there. */
+int  store_clean_apply(struct store_pool *p, const struct fmt_rec_entry *e,
+                       const char *data, uint64_t data_sectors);
+/* Calls done once the cleaner has nothing in flight (pool close). */
+void store_clean_quiesce(struct store_pool *p, void (*done)(void *), void *arg);
 
 /* super.c */
 int  store_super_read(struct store_pool *p);

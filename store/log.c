@@ -97,7 +97,7 @@ static bool log_has_dead_segments(const struct store_pool *p)
 	for (uint32_t s = 0; s < p->nsegs; s++) {
 		const struct seg_info *g = &p->segs[s];
 
-		if (g->state == SEG_LOG && g->live == 0 && g->readers == 0 &&
+		if (g->state == SEG_LOG && g->live == 0 && g->readers == 0 && !g->pinned &&
 		    s != p->cur_seg && s != p->next_seg)
 			return true;
 	}
@@ -114,16 +114,31 @@ static bool queue_has_writes(const struct store_pool *p)
 	return false;
 }
 
-/* Moves the log to next_seg. 0, or -EAGAIN when a checkpoint must run
- * first, or -ENOSPC. */
+/* Moves the log to next_seg. 0, or -EAGAIN when a checkpoint or the
+ * cleaner must run first, or -ENOSPC. The last segments are the
+ * checkpoint's and the cleaner's: writes wait for the cleaner while it can
+ * give space back, and fail only when nothing can. */
 static int log_next_segment(struct store_pool *p)
 {
 	uint32_t seg;
 	int rc;
 
-	if (p->free_segs <= store_ckpt_reserve(p)) {
+	if (p->free_segs <= store_ckpt_reserve(p) + STORE_CLEAN_RESERVE) {
+		bool head_is_meta = !STAILQ_EMPTY(&p->queue) &&
+		                    STAILQ_FIRST(&p->queue)->type == REQ_META;
+
 		if (log_has_dead_segments(p)) {
 			p->ckpt_wanted = true;
+			return -EAGAIN;
+		}
+		/* The cleaner's MOVE frees space: it may take the reserve's
+		 * slack segment (a checkpoint needs one less than reserved). */
+		if (head_is_meta && p->free_segs >= store_ckpt_reserve(p))
+			goto take;
+		/* a running checkpoint or cleaning step is about to give space */
+		if (store_clean_can_reclaim(p) && (p->free_segs > store_ckpt_reserve(p) ||
+		                                   p->ckpt || store_clean_busy(p))) {
+			store_clean_kick(p);
 			return -EAGAIN;
 		}
 		if (queue_has_writes(p)) {
@@ -134,6 +149,7 @@ static int log_next_segment(struct store_pool *p)
 		if (p->free_segs == 0 || STAILQ_EMPTY(&p->queue))
 			return -ENOSPC;
 	}
+take:
 	rc = store_seg_alloc(p, SEG_LOG, &seg);
 	if (rc)
 		return rc;
@@ -525,6 +541,7 @@ void store_log_kick(struct store_pool *p)
 	/* sealing may have found the log needs a checkpoint to go on */
 	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt)
 		store_ckpt_start(p);
+	store_clean_kick(p);
 }
 
 void store_log_enqueue(struct store_pool *p, struct store_req *r)

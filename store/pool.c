@@ -94,6 +94,10 @@ int store_seg_alloc(struct store_pool *p, enum seg_state state, uint32_t *out)
 			p->segs[s].state = (uint8_t)state;
 			p->segs[s].live = 0;
 			p->segs[s].last_seq = 0;
+			p->segs[s].dead_at_capture = 0;
+			p->segs[s].cold = 0;
+			p->segs[s].pinned = 0;
+			p->segs[s].nrecs = 0;
 			p->free_segs--;
 			*out = s;
 			return 0;
@@ -102,27 +106,58 @@ int store_seg_alloc(struct store_pool *p, enum seg_state state, uint32_t *out)
 	return -ENOSPC;
 }
 
+void store_segs_free(struct store_pool *p)
+{
+	for (uint32_t i = 0; p->segs && i < p->nsegs; i++)
+		free(p->segs[i].recs);
+	free(p->segs);
+	p->segs = NULL;
+}
+
 void store_seg_release(struct store_pool *p, uint32_t seg)
 {
 	if (p->segs[seg].state == SEG_FREE)
 		return;
 	p->segs[seg].state = SEG_FREE;
 	p->segs[seg].live = 0;
+	p->segs[seg].dead_at_capture = 0;
+	p->segs[seg].nrecs = 0;
 	p->free_segs++;
 }
 
+/* Notes that record seq has data in segment g (the cleaner's index). */
+static void seg_note_record(struct seg_info *g, uint64_t seq)
+{
+	if (g->nrecs && g->recs[g->nrecs - 1] == seq)
+		return;
+	if (g->nrecs == g->recs_cap) {
+		uint32_t cap = g->recs_cap ? g->recs_cap * 2 : 16;
+		uint64_t *v = realloc(g->recs, cap * sizeof(*v));
+
+		if (!v)
+			return;         /* the cleaner skips this segment's record */
+		g->recs = v;
+		g->recs_cap = cap;
+	}
+	g->recs[g->nrecs++] = seq;
+}
+
 /* addr_live_fn: [pba, pba+len) became referenced (sign > 0) or not. */
-void store_seg_live_cb(void *arg, uint64_t pba, uint64_t len, int sign)
+void store_seg_live_cb(void *arg, uint64_t la, uint64_t pba, uint64_t len, int sign)
 {
 	struct store_pool *p = arg;
+	struct seg_info *g;
 	uint32_t s;
 
 	if (!store_seg_of_sector(p, pba, &s))
 		return;
-	if (sign > 0)
-		p->segs[s].live += len;
-	else
-		p->segs[s].live -= len <= p->segs[s].live ? len : p->segs[s].live;
+	g = &p->segs[s];
+	if (sign > 0) {
+		g->live += len;
+		seg_note_record(g, la >> ADDR_OFF_BITS);
+	} else {
+		g->live -= len <= g->live ? len : g->live;
+	}
 }
 
 /* addr_pba_ok_fn: a range of data that lies inside one segment. */
@@ -254,10 +289,16 @@ int store_pool_open(struct ev_loop *loop, const struct store_pool_opts *o,
 	rc = pool_load(p, o);
 	if (rc)
 		goto fail;
+	/* a small pool cannot hold a long log tail: the cleaner may not take
+	 * segments the next replay needs */
+	if (!o->checkpoint_log_bytes && p->ckpt_log_bytes > (uint64_t)p->nsegs * p->seg_bytes / 8)
+		p->ckpt_log_bytes = (uint64_t)p->nsegs * p->seg_bytes / 8;
 	rc = p->be->ops->start(p->be, loop);
 	if (rc)
 		goto fail;
-	rc = store_log_start(p);
+	rc = store_clean_init(p);
+	if (rc == 0)
+		rc = store_log_start(p);
 	if (rc)
 		goto fail;
 	*out = p;
@@ -267,10 +308,11 @@ fail:
 		store_vol_free(TAILQ_FIRST(&p->vols));
 	p->be->ops->destroy(p->be);
 	store_meta_free_all(p);
+	store_clean_fini(p);
 fail_free:
 	store_addr_fini(&p->addr);
 	free(p->by_id);
-	free(p->segs);
+	store_segs_free(p);
 	free(p);
 	return rc;
 }
@@ -285,18 +327,27 @@ static void pool_free(struct store_pool *p)
 		store_vol_free(TAILQ_FIRST(&p->vols));
 	p->be->ops->destroy(p->be);
 	store_meta_free_all(p);
+	store_clean_fini(p);
 	store_addr_fini(&p->addr);
 	free(p->by_id);
-	free(p->segs);
+	store_segs_free(p);
 	free(p);
 	if (done)
 		done(arg, 0);
 }
 
+static void pool_close_quiet(void *arg)
+{
+	pool_free(arg);
+}
+
+/* The cleaner may still have a read or a write in flight: it goes first. */
 static void pool_close_later(int revents, void *arg)
 {
+	struct store_pool *p = arg;
+
 	(void)revents;
-	pool_free(arg);
+	store_clean_quiesce(p, pool_close_quiet, p);
 }
 
 /* The checkpoint completes from inside an engine's callback; the engine is

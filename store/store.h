@@ -104,6 +104,8 @@ struct store_pool_stats {
 	uint64_t log_write_bytes;        /* of those, log records */
 	uint64_t host_write_bytes;       /* bytes the clients asked to write */
 	uint64_t checkpoints;
+	uint64_t cleaner_write_bytes;    /* of device_write_bytes, the cleaner's copies */
+	uint64_t cleaned_segments;       /* segments the cleaner freed */
 	uint64_t map_bytes;              /* RAM held by volume maps */
 	uint64_t map_extents;
 	uint64_t replayed_records;       /* at the last open */

@@ -789,6 +789,8 @@ int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
 		if (e->vol >= p->next_vol_id)
 			p->next_vol_id = e->vol + 1;
 		return 0;
+	case FMT_ENT_MOVE:
+		return store_clean_apply(p, e, data, data_sectors);
 	case FMT_ENT_SNAPSHOT:
 		rc = apply_snapshots(p, e, data, data_sectors, replay);
 		for (uint64_t i = 0; rc == 0 && i < e->sectors; i++) {

@@ -28,6 +28,58 @@ struct crash_backend {
 	STAILQ_HEAD(, store_bio) queue;
 };
 
+/* The crash tests make and drop backends by the thousand: their buffers are
+ * kept for the next one instead of going back to the system (and being
+ * faulted in again, page by page). Single-threaded, like the tests. Under
+ * AddressSanitizer a kept buffer is poisoned, so a use after free is still
+ * caught. */
+#define SPARE_MAX 8
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CB_ASAN 1
+#endif
+#endif
+#ifdef __SANITIZE_ADDRESS__
+#define CB_ASAN 1
+#endif
+#ifdef CB_ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(a, n)   ((void)(a), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#endif
+
+static struct {
+	uint8_t  *buf;
+	uint64_t  size;
+} spare[SPARE_MAX];
+
+static uint8_t *buf_get(uint64_t size)
+{
+	for (int i = 0; i < SPARE_MAX; i++)
+		if (spare[i].buf && spare[i].size == size) {
+			uint8_t *b = spare[i].buf;
+
+			spare[i].buf = NULL;
+			ASAN_UNPOISON_MEMORY_REGION(b, size);
+			return b;
+		}
+	return malloc(size);
+}
+
+static void buf_put(uint8_t *buf, uint64_t size)
+{
+	for (int i = 0; buf && i < SPARE_MAX; i++)
+		if (!spare[i].buf) {
+			spare[i].buf = buf;
+			spare[i].size = size;
+			ASAN_POISON_MEMORY_REGION(buf, size);
+			return;
+		}
+	free(buf);
+}
+
 static int cb_read_sync(struct store_backend *be, void *buf, size_t len, uint64_t off)
 {
 	struct crash_backend *cb = (struct crash_backend *)be;
@@ -202,8 +254,8 @@ struct crash_backend *crash_backend_create(uint64_t size, const uint8_t *image)
 	cb->base.ops = &crash_ops;
 	cb->base.size = size;
 	cb->base.engine = "memory";
-	cb->durable = calloc(1, size);
-	cb->current = calloc(1, size);
+	cb->durable = buf_get(size);
+	cb->current = buf_get(size);
 	if (!cb->durable || !cb->current) {
 		crash_backend_free(cb);
 		return NULL;
@@ -211,6 +263,9 @@ struct crash_backend *crash_backend_create(uint64_t size, const uint8_t *image)
 	if (image) {
 		memcpy(cb->durable, image, size);
 		memcpy(cb->current, image, size);
+	} else {
+		memset(cb->durable, 0, size);
+		memset(cb->current, 0, size);
 	}
 	cb->tail = &cb->unflushed;
 	cb->rng = 0x9e3779b97f4a7c15ull ^ size;
@@ -248,13 +303,9 @@ uint8_t *crash_backend_durable(struct crash_backend *cb)
 	return cb->durable;
 }
 
-uint8_t *crash_backend_image(const struct crash_backend *cb, uint64_t *rng)
+/* Each unflushed write onto img: whole, lost or torn, as rng says. */
+static void apply_unflushed(const struct crash_backend *cb, uint8_t *img, uint64_t *rng)
 {
-	uint8_t *img = malloc(cb->base.size);
-
-	if (!img)
-		return NULL;
-	memcpy(img, cb->durable, cb->base.size);
 	for (const struct pending_write *w = cb->unflushed; w; w = w->next) {
 		switch (tl_rand_below(rng, 3)) {
 		case 0:         /* reached the media whole */
@@ -269,7 +320,28 @@ uint8_t *crash_backend_image(const struct crash_backend *cb, uint64_t *rng)
 					       w->len - s < 512 ? w->len - s : 512);
 		}
 	}
+}
+
+uint8_t *crash_backend_image(const struct crash_backend *cb, uint64_t *rng)
+{
+	uint8_t *img = malloc(cb->base.size);
+
+	if (!img)
+		return NULL;
+	memcpy(img, cb->durable, cb->base.size);
+	apply_unflushed(cb, img, rng);
 	return img;
+}
+
+struct crash_backend *crash_backend_after_cut(const struct crash_backend *cb, uint64_t *rng)
+{
+	struct crash_backend *n = crash_backend_create(cb->base.size, cb->durable);
+
+	if (!n)
+		return NULL;
+	apply_unflushed(cb, n->durable, rng);
+	memcpy(n->current, n->durable, n->base.size);
+	return n;
 }
 
 void crash_backend_free(struct crash_backend *cb)
@@ -282,7 +354,7 @@ void crash_backend_free(struct crash_backend *cb)
 		cb->unflushed = w->next;
 		free(w);
 	}
-	free(cb->durable);
-	free(cb->current);
+	buf_put(cb->durable, cb->base.size);
+	buf_put(cb->current, cb->base.size);
 	free(cb);
 }

@@ -28,6 +28,8 @@ uint64_t crash_backend_submitted(const struct crash_backend *cb);
 void crash_backend_fail_from(struct crash_backend *cb, uint64_t nth);
 /* The media after the cut, torn by rng; the caller frees it. */
 uint8_t *crash_backend_image(const struct crash_backend *cb, uint64_t *rng);
+/* A new backend holding that media (the same image for the same rng). */
+struct crash_backend *crash_backend_after_cut(const struct crash_backend *cb, uint64_t *rng);
 /* The durable bytes (a pointer into the backend, valid until free). */
 uint8_t *crash_backend_durable(struct crash_backend *cb);
 /* The pool's close only detaches; the test frees the backend. */

@@ -41,3 +41,8 @@ check_PROGRAMS += tests/unit/test_addr
 tests_unit_test_addr_SOURCES = %reldir%/test_addr.c
 tests_unit_test_addr_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_addr_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_clean
+tests_unit_test_clean_SOURCES = %reldir%/test_clean.c
+tests_unit_test_clean_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_clean_LDADD = $(SL_TEST_LIBS)

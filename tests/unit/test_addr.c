@@ -6,7 +6,8 @@
  * few records: in the table or not, its device address, how many leaves
  * hold it; and per device sector whether the live callback last called it
  * live. Every change must match it sector for sector, neighbouring runs
- * must merge as addr.h says, and a save and load must give the same table.
+ * must merge as addr.h says, a save and load must give the same table, and
+ * the cleaner's moves must take the live accounting along.
  *
  * Seeds are printed; replay with SLUICE_SEED=<seed>.
  */
@@ -30,11 +31,11 @@
 struct live_log {
 	int64_t  sum;
 	uint64_t calls;
-	uint64_t pba, len;      /* of the last call */
+	uint64_t la, pba, len;  /* of the last call */
 	int      sign;
 };
 
-static void log_live(void *arg, uint64_t pba, uint64_t len, int sign)
+static void log_live(void *arg, uint64_t la, uint64_t pba, uint64_t len, int sign)
 {
 	struct live_log *l = arg;
 
@@ -42,15 +43,17 @@ static void log_live(void *arg, uint64_t pba, uint64_t len, int sign)
 	assert_true(len > 0);
 	l->sum += sign * (int64_t)len;
 	l->calls++;
+	l->la = la;
 	l->pba = pba;
 	l->len = len;
 	l->sign = sign;
 }
 
-static void expect_live(const struct live_log *l, uint64_t calls, uint64_t pba, uint64_t len,
-                        int sign)
+static void expect_live(const struct live_log *l, uint64_t calls, uint64_t la, uint64_t pba,
+                        uint64_t len, int sign)
 {
 	assert_int_equal(l->calls, calls);
+	assert_int_equal(l->la, la);
 	assert_int_equal(l->pba, pba);
 	assert_int_equal(l->len, len);
 	assert_int_equal(l->sign, sign);
@@ -88,6 +91,13 @@ static int visit_list(const struct store_addr *t, uint64_t la, uint64_t len,
 	return store_addr_visit(t, la, len, list_piece, p);
 }
 
+static int record_list(const struct store_addr *t, uint64_t seq, uint64_t lo, uint64_t hi,
+                       struct piece_list *p)
+{
+	p->n = 0;
+	return store_addr_visit_record(t, seq, lo, hi, list_piece, p);
+}
+
 static bool accept_pba(void *arg, uint64_t pba, uint64_t len)
 {
 	(void)arg;
@@ -113,7 +123,7 @@ static int save_load(const struct store_addr *t, struct store_addr *out)
 	return rc;
 }
 
-/* ---- adding and finding ---------------------------------------------------- */
+/* ---- adding and finding -------------------------------------------------- */
 
 static void test_addr_add_visit(void **state)
 {
@@ -169,7 +179,7 @@ static void test_addr_add_visit(void **state)
 	store_addr_fini(&t);
 }
 
-/* ---- references ------------------------------------------------------------ */
+/* ---- references ---------------------------------------------------------- */
 
 /* References to part of a run split it, and the pieces merge back when
  * their counts are equal again; the live callback hears each range that
@@ -188,7 +198,7 @@ static void test_addr_ref_splits_and_merges(void **state)
 	store_addr_ref(&t, la + 10, 10, +1);            /* [0,10)0 [10,20)1 [20,100)0 */
 	assert_int_equal(t.err, 0);
 	assert_int_equal(t.nruns, 3);
-	expect_live(&ll, 1, 510, 10, +1);
+	expect_live(&ll, 1, la + 10, 510, 10, +1);
 	assert_int_equal(t.live, 10);
 	assert_int_equal(store_addr_only(&t, la, 100), 10);
 	assert_int_equal(store_addr_only(&t, la + 15, 100), 5);
@@ -196,7 +206,7 @@ static void test_addr_ref_splits_and_merges(void **state)
 
 	store_addr_ref(&t, la + 15, 15, +1);            /* .. [10,15)1 [15,20)2 [20,30)1 .. */
 	assert_int_equal(t.nruns, 5);
-	expect_live(&ll, 2, 520, 10, +1);
+	expect_live(&ll, 2, la + 20, 520, 10, +1);
 	assert_int_equal(t.live, 20);
 	assert_int_equal(store_addr_only(&t, la, 100), 15);
 	/* visiting goes by run */
@@ -212,7 +222,7 @@ static void test_addr_ref_splits_and_merges(void **state)
 	assert_int_equal(store_addr_only(&t, la, 100), 20);
 
 	store_addr_ref(&t, la + 10, 20, -1);            /* unreferenced: leaves the table */
-	expect_live(&ll, 3, 510, 20, -1);
+	expect_live(&ll, 3, la + 10, 510, 20, -1);
 	assert_int_equal(t.live, 0);
 	assert_int_equal(ll.sum, 0);
 	assert_int_equal(t.nruns, 2);
@@ -334,7 +344,94 @@ static void test_addr_ref_errors(void **state)
 	store_addr_fini(&t);
 }
 
-/* ---- pruning ----------------------------------------------------------------- */
+/* ---- the cleaner --------------------------------------------------------- */
+
+static int stop_at_first(void *arg, uint64_t la, uint64_t len, uint64_t pba)
+{
+	(void)la;
+	(void)len;
+	(void)pba;
+	++*(int *)arg;
+	return -5;
+}
+
+/* Moving data changes where a log address is, only where it still is
+ * where the cleaner copied it from, and the live callback follows it. */
+static void test_addr_move(void **state)
+{
+	struct store_addr t;
+	struct live_log ll = { 0 };
+	struct piece_list p;
+	uint64_t la = addr_la(8, 0);
+	int calls = 0;
+
+	(void)state;
+	assert_int_equal(store_addr_init(&t, log_live, &ll), 0);
+	assert_int_equal(store_addr_add(&t, la, 100, 1000), 0);
+	store_addr_ref(&t, la, 100, +1);
+	expect_live(&ll, 1, la, 1000, 100, +1);
+
+	store_addr_move(&t, la, 100, 1000, 5000);
+	expect_live(&ll, 3, la, 5000, 100, +1);
+	assert_int_equal(ll.sum, 100);
+	assert_int_equal(t.live, 100);
+	assert_int_equal(visit_list(&t, la, 100, &p), 0);
+	assert_int_equal(p.n, 1);
+	expect_piece(&p, 0, la, 100, 5000);
+	/* from where it no longer is: nothing moves, and the run stays whole */
+	store_addr_move(&t, la, 50, 1000, 7000);
+	assert_int_equal(ll.calls, 3);
+	assert_int_equal(t.nruns, 1);
+	assert_int_equal(visit_list(&t, la, 100, &p), 0);
+	expect_piece(&p, 0, la, 100, 5000);
+
+	/* part of a run: it splits */
+	store_addr_move(&t, la + 20, 10, 5020, 9000);
+	expect_live(&ll, 5, la + 20, 9000, 10, +1);
+	assert_int_equal(t.nruns, 3);
+	/* a part that died meanwhile stays dead; the parts around it move */
+	store_addr_ref(&t, la + 40, 10, -1);
+	expect_live(&ll, 6, la + 40, 5040, 10, -1);
+	store_addr_move(&t, la + 30, 70, 5030, 12000);
+	assert_int_equal(ll.sum, 90);
+	assert_int_equal(visit_list(&t, la + 40, 1, &p), -EUCLEAN);
+	assert_int_equal(visit_list(&t, la + 30, 10, &p), 0);
+	expect_piece(&p, 0, la + 30, 10, 12000);
+	assert_int_equal(visit_list(&t, la + 50, 50, &p), 0);
+	expect_piece(&p, 0, la + 50, 50, 12020);
+	/* moved next to its neighbour on the device: the runs merge */
+	store_addr_move(&t, la + 20, 10, 9000, 11990);
+	assert_int_equal(t.nruns, 3);
+	assert_int_equal(visit_list(&t, la, 40, &p), 0);
+	assert_int_equal(p.n, 2);
+	expect_piece(&p, 1, la + 20, 20, 11990);
+	/* a record that is gone */
+	store_addr_move(&t, addr_la(77, 0), 10, 0, 100);
+	assert_int_equal(t.err, 0);
+	assert_int_equal(t.live, 90);
+	assert_int_equal(ll.sum, 90);
+
+	/* a victim's runs: only those wholly in it */
+	assert_int_equal(record_list(&t, 8, 0, UINT64_MAX, &p), 0);
+	assert_int_equal(p.n, 3);
+	expect_piece(&p, 0, la, 20, 5000);
+	expect_piece(&p, 1, la + 20, 20, 11990);
+	expect_piece(&p, 2, la + 50, 50, 12020);
+	assert_int_equal(record_list(&t, 8, 11990, 12070, &p), 0);
+	assert_int_equal(p.n, 2);
+	assert_int_equal(record_list(&t, 8, 11990, 12069, &p), 0);
+	assert_int_equal(p.n, 1);
+	assert_int_equal(record_list(&t, 8, 11991, 12070, &p), 0);
+	assert_int_equal(p.n, 1);
+	assert_int_equal(record_list(&t, 9, 0, UINT64_MAX, &p), 0);
+	assert_int_equal(p.n, 0);
+	assert_int_equal(store_addr_visit_record(&t, 8, 0, UINT64_MAX, stop_at_first, &calls), -5);
+	assert_int_equal(calls, 1);
+	assert_int_equal(t.err, 0);
+	store_addr_fini(&t);
+}
+
+/* ---- pruning ------------------------------------------------------------- */
 
 /* Prune drops what no map references (a load's data that no map took) and
  * keeps the rest as it was; records left with nothing go. */
@@ -371,7 +468,7 @@ static void test_addr_prune(void **state)
 	store_addr_fini(&t);
 }
 
-/* ---- many records -------------------------------------------------------------- */
+/* ---- many records -------------------------------------------------------- */
 
 /* Enough records that the hash table grows several times, seqs spread
  * over all 48 bits: every one stays findable, then all go. */
@@ -421,7 +518,7 @@ static void test_addr_many_records(void **state)
 	free(seq);
 }
 
-/* ---- checkpoints ------------------------------------------------------------------ */
+/* ---- checkpoints --------------------------------------------------------- */
 
 struct pba_check {
 	uint64_t calls, limit;  /* accept the first limit calls */
@@ -506,6 +603,25 @@ static void test_addr_save_load(void **state)
 	store_addr_fini(&t);
 }
 
+/* The saved form, by hand: a record header, then its runs. */
+static size_t put_rec(char *buf, size_t off, uint64_t seq, uint32_t runs)
+{
+	uint32_t hdr[2] = { runs, 0 };
+
+	memcpy(buf + off, &seq, 8);
+	memcpy(buf + off + 8, hdr, 8);
+	return off + 16;
+}
+
+static size_t put_run(char *buf, size_t off, uint16_t o, uint16_t len, uint64_t pba)
+{
+	uint16_t w[4] = { o, len, 0, 0 };
+
+	memcpy(buf + off, w, 8);
+	memcpy(buf + off + 8, &pba, 8);
+	return off + 16;
+}
+
 /* Cut short anywhere, claiming more records than it holds, or with a field
  * out of range: -EUCLEAN, and the half-loaded table still frees cleanly. */
 static void test_addr_load_damage(void **state)
@@ -566,30 +682,81 @@ static void test_addr_load_damage(void **state)
 	free(buf);
 	free(bad);
 	store_addr_fini(&t);
+
+	/* built by hand: runs out of order though apart, and one seq twice
+	 * though its runs are apart (each would add without a conflict) */
+	bad = calloc(1, 256);
+	assert_non_null(bad);
+	n = put_rec(bad, 0, 5, 2);
+	n = put_run(bad, n, 40, 10, 140);
+	n = put_run(bad, n, 0, 10, 100);
+	assert_int_equal(store_addr_init(&u, NULL, NULL), 0);
+	assert_int_equal(store_addr_load(&u, bad, n, 1, accept_pba, NULL, &used), -EUCLEAN);
+	store_addr_fini(&u);
+	n = put_rec(bad, 0, 5, 1);
+	n = put_run(bad, n, 0, 10, 100);
+	n = put_rec(bad, n, 5, 1);
+	n = put_run(bad, n, 40, 10, 140);
+	assert_int_equal(store_addr_init(&u, NULL, NULL), 0);
+	assert_int_equal(store_addr_load(&u, bad, 32, 1, accept_pba, NULL, &used), 0);
+	store_addr_fini(&u);
+	assert_int_equal(store_addr_init(&u, NULL, NULL), 0);
+	assert_int_equal(store_addr_load(&u, bad, n, 2, accept_pba, NULL, &used), -EUCLEAN);
+	store_addr_fini(&u);
+	free(bad);
 }
 
-/* ---- what goes wrong ---------------------------------------------------------------- */
+/* ---- refusals and edges -------------------------------------------------- */
 
-/* An add the table refuses must leave nothing behind: here it left an
- * empty record, which the next checkpoint saves and the load refuses. */
+/* An add the table refuses must leave nothing behind, or the next
+ * checkpoint saves an empty record, which the load refuses. */
 static void test_addr_refused_add_leaves_nothing(void **state)
 {
 	struct store_addr t, u;
+	uint64_t recs;
+	int rc;
 
 	(void)state;
 	assert_int_equal(store_addr_init(&t, NULL, NULL), 0);
 	assert_int_equal(store_addr_add(&t, addr_la(1, 0), 8, 100), 0);
 	assert_int_equal(store_addr_add(&t, addr_la(2, 0), 0, 200), -EINVAL);
 	assert_int_equal(store_addr_add(&t, addr_la(3, OFFS - 1), 2, 300), -EINVAL);
-	assert_int_equal(save_load(&t, &u), 0);
-	assert_int_equal(t.nrecs, 1);
-	assert_int_equal(u.nrecs, 1);
+	rc = save_load(&t, &u);
+	recs = t.nrecs;
 	store_addr_fini(&u);
 	store_addr_fini(&t);
+	/* judged after freeing, so that a failure leaks nothing */
+	assert_int_equal(rc, 0);
+	assert_int_equal(recs, 1);
 }
 
-/* A record's data may span all of [0, 2^ADDR_OFF_BITS): the add is taken,
- * so it must be all there (a run's u16 length cannot say 65536). */
+/* Data no map references is not live, wherever it is: moving it must not
+ * tell the segments that it died at from and lives at to. */
+static void test_addr_move_unreferenced(void **state)
+{
+	struct store_addr t;
+	struct live_log ll = { 0 };
+	struct piece_list p;
+	uint64_t live;
+	int rc;
+
+	(void)state;
+	assert_int_equal(store_addr_init(&t, log_live, &ll), 0);
+	assert_int_equal(store_addr_add(&t, addr_la(6, 0), 10, 100), 0);
+	store_addr_move(&t, addr_la(6, 0), 10, 100, 200);
+	rc = visit_list(&t, addr_la(6, 0), 10, &p);
+	live = t.live;
+	store_addr_fini(&t);
+	assert_int_equal(rc, 0);
+	expect_piece(&p, 0, addr_la(6, 0), 10, 200);
+	assert_int_equal(live, 0);
+	if (ll.calls)
+		fail_msg("%" PRIu64 " live calls for data never live, the last %+d for "
+		         "[%" PRIu64 ", +%" PRIu64 ")", ll.calls, ll.sign, ll.pba, ll.len);
+}
+
+/* An add of a record's whole span, 2^ADDR_OFF_BITS sectors, is either
+ * refused or all there: a run's u16 length cannot hold 65536. */
 static void test_addr_add_whole_span(void **state)
 {
 	struct store_addr t;
@@ -600,20 +767,29 @@ static void test_addr_add_whole_span(void **state)
 	assert_int_equal(store_addr_init(&t, NULL, NULL), 0);
 	rc = store_addr_add(&t, addr_la(4, 0), OFFS, 1000);
 	if (rc == 0) {
-		assert_int_equal(visit_list(&t, addr_la(4, 0), OFFS, &p), 0);
+		int visit = visit_list(&t, addr_la(4, 0), OFFS, &p);
+		uint64_t live;
+		int err;
+
 		store_addr_ref(&t, addr_la(4, 0), OFFS, +1);
-		assert_int_equal(t.err, 0);
-		assert_int_equal(t.live, OFFS);
+		err = t.err;
+		live = t.live;
+		store_addr_fini(&t);
+		assert_int_equal(visit, 0);
+		assert_int_equal(err, 0);
+		assert_int_equal(live, OFFS);
 	} else {
+		store_addr_fini(&t);
 		assert_int_equal(rc, -EINVAL);
 	}
-	store_addr_fini(&t);
 }
 
-/* ---- random operations against a reference ---------------------------------------- */
+/* ---- random operations against a reference ------------------------------- */
 
 #define RECS    8
 #define PBA_REC (4u * OFFS)     /* device space per record: two bases, apart */
+#define PBA_MOVE ((uint64_t)RECS * PBA_REC)    /* then where the cleaner moves data */
+#define PBA_ALL (PBA_MOVE + (4u << 20))
 
 struct sect {
 	uint64_t pba;
@@ -622,20 +798,52 @@ struct sect {
 	bool     written;           /* ever added: a log address is written once */
 };
 
+struct recent_add {
+	unsigned r;
+	uint64_t off, len;
+};
+
 struct model {
 	struct store_addr t;
 	uint64_t    seq[RECS];
 	struct sect *s[RECS];       /* OFFS each */
-	uint8_t    *pba_live;       /* RECS * PBA_REC: what the live callback said */
+	uint8_t    *pba_live;       /* PBA_ALL: what the live callback said */
+	uint64_t    move_next;      /* the next device sector a move may take */
+	bool        moving;         /* in store_addr_move from move_from to move_to */
+	uint64_t    move_la, move_from, move_to;
 	int64_t     live_sum;
-	uint64_t    rng, ops, loads, prunes, refused;
+	struct recent_add recent[64];   /* adds, to aim changes at */
+	unsigned    nrecent;
+	uint64_t    rng, loads, prunes, most_runs, most_live;
 };
 
-static void model_live(void *arg, uint64_t pba, uint64_t len, int sign)
+static unsigned model_rec(const struct model *m, uint64_t seq)
+{
+	for (unsigned r = 0; r < RECS; r++)
+		if (m->seq[r] == seq)
+			return r;
+	fail_msg("seq %" PRIu64 " is none of the test's", seq);
+	return RECS;
+}
+
+/* Each call names the data by log address and device address: they must
+ * agree with the reference (during a move, with where it goes too). */
+static void model_live(void *arg, uint64_t la, uint64_t pba, uint64_t len, int sign)
 {
 	struct model *m = arg;
+	unsigned r = model_rec(m, la >> ADDR_OFF_BITS);
+	uint64_t off = la & (OFFS - 1);
 
-	assert_true(pba + len <= (uint64_t)RECS * PBA_REC);
+	assert_true(pba + len <= PBA_ALL && off + len <= OFFS);
+	for (uint64_t i = 0; i < len; i++) {
+		uint64_t want = m->s[r][off + i].pba;
+
+		if (m->moving && pba + i == m->move_to + (la + i - m->move_la))
+			want = pba + i;
+		if (want != pba + i)
+			fail_msg("live(la %" PRIu64 ", pba %" PRIu64 "): that data is at %" PRIu64,
+			         la + i, pba + i, m->s[r][off + i].pba);
+	}
 	for (uint64_t i = 0; i < len; i++) {
 		if (m->pba_live[pba + i] == (sign > 0))
 			fail_msg("pba %" PRIu64 " called %s twice", pba + i, sign > 0 ? "live" : "dead");
@@ -644,11 +852,17 @@ static void model_live(void *arg, uint64_t pba, uint64_t len, int sign)
 	m->live_sum += sign * (int64_t)len;
 }
 
-/* A random offset: mostly low in the record, sometimes at its very top. */
-static uint64_t model_off(struct model *m)
+/* Where to change or look: mostly into a recent add (*r becomes its
+ * record), else anywhere in record *r. */
+static uint64_t model_off(struct model *m, unsigned *r)
 {
-	return tl_rand_below(&m->rng, 10) ? tl_rand_below(&m->rng, 6000)
-	                                  : OFFS - 1 - tl_rand_below(&m->rng, 3000);
+	unsigned k;
+
+	if (m->nrecent == 0 || tl_rand_below(&m->rng, 4) == 0)
+		return tl_rand_below(&m->rng, OFFS);
+	k = (unsigned)tl_rand_below(&m->rng, m->nrecent);
+	*r = m->recent[k].r;
+	return m->recent[k].off + tl_rand_below(&m->rng, m->recent[k].len);
 }
 
 static uint64_t model_len(struct model *m)
@@ -685,7 +899,8 @@ static bool sect_held(const struct sect *s)
 
 static void model_add(struct model *m, unsigned r)
 {
-	uint64_t off = model_off(m), len = model_stretch(m, r, off, model_len(m), sect_free);
+	uint64_t off = tl_rand_below(&m->rng, OFFS);
+	uint64_t len = model_stretch(m, r, off, model_len(m), sect_free);
 	/* two device bases: pieces next to each other on the same base can merge */
 	uint64_t pba = r * (uint64_t)PBA_REC + (tl_rand_below(&m->rng, 4) ? 0 : 2 * OFFS) + off;
 
@@ -694,11 +909,13 @@ static void model_add(struct model *m, unsigned r)
 	assert_int_equal(store_addr_add(&m->t, addr_la(m->seq[r], off), len, pba), 0);
 	for (uint64_t i = 0; i < len; i++)
 		m->s[r][off + i] = (struct sect){ .pba = pba + i, .there = true, .written = true };
+	m->recent[m->nrecent < 64 ? m->nrecent++ : tl_rand_below(&m->rng, 64)] =
+		(struct recent_add){ .r = r, .off = off, .len = len };
 }
 
 static void model_ref(struct model *m, unsigned r, int delta)
 {
-	uint64_t off = model_off(m), len;
+	uint64_t off = model_off(m, &r), len;
 
 	len = model_stretch(m, r, off, model_len(m), delta > 0 ? sect_there : sect_held);
 	if (len == 0)
@@ -716,7 +933,7 @@ static void model_ref(struct model *m, unsigned r, int delta)
 
 static void model_only(struct model *m, unsigned r)
 {
-	uint64_t off = model_off(m), len = model_len(m), want = 0;
+	uint64_t off = model_off(m, &r), len = model_len(m), want = 0;
 
 	if (len > OFFS - off)
 		len = OFFS - off;
@@ -751,11 +968,12 @@ static int model_visit_cb(void *arg, uint64_t la, uint64_t len, uint64_t pba)
  * sector not in the table, and then -EUCLEAN. */
 static void model_visit(struct model *m, unsigned r)
 {
-	uint64_t off = model_off(m), len = model_len(m), there;
-	struct model_visit v = { .m = m, .r = r, .next = off };
+	uint64_t off = model_off(m, &r), len = model_len(m), there;
+	struct model_visit v;
 
 	if (len > OFFS - off)
 		len = OFFS - off;
+	v = (struct model_visit){ .m = m, .r = r, .next = off };
 	there = model_stretch(m, r, off, len, sect_there);
 	assert_int_equal(store_addr_visit(&m->t, addr_la(m->seq[r], off), len, model_visit_cb, &v),
 	                 there == len ? 0 : -EUCLEAN);
@@ -763,6 +981,40 @@ static void model_visit(struct model *m, unsigned r)
 		assert_int_equal(v.next, off + len);
 	else
 		assert_true(v.next <= off + there);
+}
+
+static bool sect_movable(const struct sect *s)
+{
+	return !s->there || s->refs > 0;
+}
+
+/* The cleaner moved [off, off+len) from where one of its sectors is to a
+ * fresh place: the parts whose data is at from.. follow; the rest (moved
+ * before, never there, gone) stay. Only referenced data is ever moved. */
+static void model_move(struct model *m, unsigned r)
+{
+	uint64_t off = model_off(m, &r), len, k, held = 0, from, to, la;
+
+	len = model_stretch(m, r, off, model_len(m), sect_movable);
+	for (uint64_t i = 0; i < len; i++)
+		held += sect_held(&m->s[r][off + i]);
+	if (held == 0 || m->move_next + len + 1 > PBA_ALL)
+		return;
+	for (k = tl_rand_below(&m->rng, len); !sect_held(&m->s[r][off + k]); k = (k + 1) % len)
+		;
+	from = m->s[r][off + k].pba - k;
+	to = m->move_next;
+	m->move_next += len + tl_rand_below(&m->rng, 2);  /* apart, or not */
+	la = addr_la(m->seq[r], off);
+	m->moving = true;
+	m->move_la = la;
+	m->move_to = to;
+	store_addr_move(&m->t, la, len, from, to);
+	m->moving = false;
+	assert_int_equal(m->t.err, 0);
+	for (uint64_t i = 0; i < len; i++)
+		if (m->s[r][off + i].there && m->s[r][off + i].pba == from + i)
+			m->s[r][off + i].pba = to + i;
 }
 
 static void model_prune(struct model *m)
@@ -791,7 +1043,7 @@ static void model_reload(struct model *m)
 	assert_non_null(buf);
 	assert_int_equal(store_addr_save(&m->t, buf), n);
 	store_addr_fini(&m->t);
-	memset(m->pba_live, 0, (size_t)RECS * PBA_REC);
+	memset(m->pba_live, 0, PBA_ALL);
 	m->live_sum = 0;
 	assert_int_equal(store_addr_init(&u, model_live, m), 0);
 	assert_int_equal(store_addr_load(&u, buf, n, recs, accept_pba, NULL, &used), 0);
@@ -823,6 +1075,7 @@ struct run_walk {
 	const struct model *m;
 	unsigned r;
 	uint64_t next, runs;
+	uint64_t lo, hi, in_runs, in_sectors;   /* runs wholly on [lo, hi) of the device */
 	uint64_t prev_end, prev_pba, prev_len;  /* the run before, if it ended at next */
 	uint32_t prev_refs;
 };
@@ -846,12 +1099,41 @@ static int run_walk_cb(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 	    w->prev_pba + w->prev_len == pba && w->prev_len + len <= UINT16_MAX)
 		fail_msg("seq %" PRIu64 " off %" PRIu64 ": runs with %u references each, "
 		         "contiguous on the device, not merged", w->m->seq[w->r], off, refs);
+	if (pba >= w->lo && pba + len <= w->hi) {
+		w->in_runs++;
+		w->in_sectors += len;
+	}
 	w->prev_end = off + len;
 	w->prev_pba = pba;
 	w->prev_len = len;
 	w->prev_refs = refs;
 	w->next = off + len;
 	w->runs++;
+	return 0;
+}
+
+struct rec_walk {
+	const struct model *m;
+	unsigned r;
+	uint64_t lo, hi, next, runs, sectors;
+};
+
+/* store_addr_visit_record: whole runs on [lo, hi) of the device, in order. */
+static int rec_walk_cb(void *arg, uint64_t la, uint64_t len, uint64_t pba)
+{
+	struct rec_walk *w = arg;
+	uint64_t off = la & (OFFS - 1);
+
+	assert_int_equal(la >> ADDR_OFF_BITS, w->m->seq[w->r]);
+	assert_true(off >= w->next && len > 0 && off + len <= OFFS);
+	assert_true(pba >= w->lo && pba + len <= w->hi);
+	for (uint64_t i = 0; i < len; i++) {
+		assert_true(w->m->s[w->r][off + i].there);
+		assert_int_equal(w->m->s[w->r][off + i].pba, pba + i);
+	}
+	w->next = off + len;
+	w->runs++;
+	w->sectors += len;
 	return 0;
 }
 
@@ -864,6 +1146,12 @@ static void model_check(struct model *m)
 	for (unsigned r = 0; r < RECS; r++) {
 		bool any = false;
 		struct run_walk w = { .m = m, .r = r };
+		struct rec_walk v = { .m = m, .r = r };
+		uint64_t a = tl_rand_below(&m->rng, PBA_ALL), b = tl_rand_below(&m->rng, PBA_ALL);
+
+		/* a cleaner's victim: any stretch of the device */
+		w.lo = v.lo = a < b ? a : b;
+		w.hi = v.hi = a < b ? b : a;
 
 		for (uint64_t o = 0; o < OFFS;) {
 			uint64_t len = model_stretch(m, r, o, OFFS, sect_there), only = 0;
@@ -890,8 +1178,16 @@ static void model_check(struct model *m)
 		}
 		recs += any;
 		runs += w.runs;
+		assert_int_equal(store_addr_visit_record(&m->t, m->seq[r], v.lo, v.hi, rec_walk_cb,
+		                                         &v), 0);
+		assert_int_equal(v.runs, w.in_runs);
+		assert_int_equal(v.sectors, w.in_sectors);
+		v = (struct rec_walk){ .m = m, .r = r, .lo = 0, .hi = UINT64_MAX };
+		assert_int_equal(store_addr_visit_record(&m->t, m->seq[r], v.lo, v.hi, rec_walk_cb,
+		                                         &v), 0);
+		assert_int_equal(v.runs, w.runs);
 	}
-	for (uint64_t p = 0; p < (uint64_t)RECS * PBA_REC; p++)
+	for (uint64_t p = 0; p < PBA_ALL; p++)
 		pba_live += m->pba_live[p];
 	assert_int_equal(m->t.nrecs, recs);
 	assert_int_equal(m->t.nruns, runs);
@@ -899,17 +1195,22 @@ static void model_check(struct model *m)
 	assert_int_equal(m->live_sum, (int64_t)live);
 	assert_int_equal(pba_live, live);
 	assert_int_equal(store_addr_save_bytes(&m->t), 16 * (recs + runs));
+	if (runs > m->most_runs)
+		m->most_runs = runs;
+	if (live > m->most_live)
+		m->most_live = live;
 }
 
 static void test_addr_random_ops_match_reference(void **state)
 {
 	struct model *m = calloc(1, sizeof(*m));
-	const uint64_t ops = 12000;
+	const uint64_t ops = 40000;
 
 	(void)state;
 	assert_non_null(m);
 	m->rng = tl_seed("test_addr_random_ops_match_reference");
-	m->pba_live = calloc((size_t)RECS * PBA_REC, 1);
+	m->pba_live = calloc(PBA_ALL, 1);
+	m->move_next = PBA_MOVE;
 	assert_non_null(m->pba_live);
 	for (unsigned r = 0; r < RECS; r++) {
 		m->s[r] = calloc(OFFS, sizeof(*m->s[r]));
@@ -926,17 +1227,19 @@ static void test_addr_random_ops_match_reference(void **state)
 		unsigned kind = (unsigned)tl_rand_below(&m->rng, 1000);
 		unsigned r = (unsigned)tl_rand_below(&m->rng, RECS);
 
-		if (kind < 250)
+		if (kind < 220)
 			model_add(m, r);
-		else if (kind < 580)
+		else if (kind < 600)
 			model_ref(m, r, +1);
-		else if (kind < 880)
+		else if (kind < 860)
 			model_ref(m, r, -1);
-		else if (kind < 930)
+		else if (kind < 920)
 			model_only(m, r);
-		else if (kind < 980)
+		else if (kind < 950)
 			model_visit(m, r);
-		else if (kind < 993)
+		else if (kind < 980)
+			model_move(m, r);
+		else if (kind < 990)
 			model_prune(m);
 		else
 			model_reload(m);
@@ -946,9 +1249,9 @@ static void test_addr_random_ops_match_reference(void **state)
 			model_check(m);
 	}
 	model_check(m);
-	printf("test_addr_random_ops_match_reference: %" PRIu64 " ops, %" PRIu64 " records, "
-	       "%" PRIu64 " runs, %" PRIu64 " live, %" PRIu64 " reloads, %" PRIu64 " prunes\n",
-	       ops, m->t.nrecs, m->t.nruns, m->t.live, m->loads, m->prunes);
+	printf("test_addr_random_ops_match_reference: %" PRIu64 " ops, %" PRIu64 " reloads, "
+	       "%" PRIu64 " prunes, at most %" PRIu64 " runs and %" PRIu64 " live sectors\n",
+	       ops, m->loads, m->prunes, m->most_runs, m->most_live);
 	/* dropping every reference empties the table, and every sector died */
 	for (unsigned r = 0; r < RECS; r++)
 		for (uint64_t o = 0; o < OFFS; o++)
@@ -975,6 +1278,7 @@ int main(void)
 		cmocka_unit_test(test_addr_ref_splits_and_merges),
 		cmocka_unit_test(test_addr_merge_needs_contiguous_pba),
 		cmocka_unit_test(test_addr_ref_errors),
+		cmocka_unit_test(test_addr_move),
 		cmocka_unit_test(test_addr_prune),
 		cmocka_unit_test(test_addr_many_records),
 		cmocka_unit_test(test_addr_save_load),
@@ -982,6 +1286,7 @@ int main(void)
 		cmocka_unit_test(test_addr_random_ops_match_reference),
 		cmocka_unit_test(test_addr_refused_add_leaves_nothing),
 		cmocka_unit_test(test_addr_add_whole_span),
+		cmocka_unit_test(test_addr_move_unreferenced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

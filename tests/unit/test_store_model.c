@@ -19,11 +19,14 @@
  * Space: every sector written gets a fresh id in the model; snapshots,
  * clones, rollbacks and copies share ids. After every step the pool's
  * used_bytes must be 512 times the number of distinct ids still referenced
- * anywhere, and each one's mapped_sectors and unique_sectors (sectors whose
- * id nothing else references) must match too.
+ * anywhere, and each one's mapped_sectors and unique_sectors must match
+ * too. unique_sectors is taken as the store counts it today: sectors whose
+ * id is referenced once in all (so data a copy put twice into one volume
+ * is not unique, though deleting the volume would free it).
  *
  * Prints its seed; replay a failure with SLUICE_SEED=<seed>.
- * SLUICE_MODEL_OPS sets the length.
+ * SLUICE_MODEL_OPS sets the length; SLUICE_MODEL_TRACE prints every
+ * operation as it is issued.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -450,9 +453,6 @@ static bool model_pick_copy(struct model *m, struct model_io *o)
 		o->lba &= ~7ull;
 		o->src_lba &= ~7ull;
 	}
-	if (getenv("SLUICE_MODEL_SKIP_OVERLAP") &&
-	    ranges_meet(o->slot, o->lba, o->n, o->src, o->src_lba, o->n))
-		return false;
 	return true;
 }
 
@@ -713,9 +713,13 @@ static void model_snapshot(struct model *m)
 static void model_group(struct model *m)
 {
 	const char *names[4];
-	int vols[3], slots[3], n = 0, want = 2 + (int)tl_rand_below(&m->rng, 2);
+	int vols[3], slots[3], n = 0, want = 2 + (int)tl_rand_below(&m->rng, 2), room = 0;
 	char snap[16];
 
+	for (int ss = VOLS; ss < OBJS; ss++)
+		room += !m->obj[ss].exists;
+	for (; room < want; room++)     /* make room */
+		model_snap_delete(m, model_pick(m, PICK_SNAP));
 	for (int s = 0; s < VOLS && n < want; s++) {
 		int v = (s + (int)tl_rand_below(&m->rng, VOLS)) % VOLS;
 		bool dup = false;
@@ -934,14 +938,14 @@ static void model_step(struct model *m)
 	if (r < 620) {
 		TRACE(m, "group");
 		model_io_group(m);
-	}
-	else if (r < 720)
+	} else if (r < 720) {
 		model_unmap(m);
-	else if (r < 900)
+	} else if (r < 900) {
 		model_meta(m);
-	else if (r < 940 && (s = model_pick(m, PICK_VOL)) >= 0)
-		assert_int_equal(tl_flush(m->loop, m->obj[s].h), 0);
-	else if (r < 960) {
+	} else if (r < 940) {
+		if ((s = model_pick(m, PICK_VOL)) >= 0)
+			assert_int_equal(tl_flush(m->loop, m->obj[s].h), 0);
+	} else if (r < 960) {
 		TRACE(m, "checkpoint");
 		assert_int_equal(tl_checkpoint(m->loop, m->pool), 0);
 	} else if (r < 980) {
@@ -960,7 +964,7 @@ static void model_step(struct model *m)
 
 static void model_run(enum store_engine engine, const char *name)
 {
-	struct model m = { .engine = engine, .next_id = 1 };
+	struct model m = { .engine = engine, .next_id = 1 };    /* id 0: a hole */
 	const char *env = getenv("SLUICE_MODEL_OPS");
 	unsigned ops = env ? (unsigned)atoi(env) : 3000;
 	struct store_vol_info info[OBJS + 1];
@@ -974,8 +978,6 @@ static void model_run(enum store_engine engine, const char *name)
 		m.obj[s].data = calloc(MAX_SECTORS, 512);
 		m.obj[s].ids = calloc(MAX_SECTORS, sizeof(uint32_t));
 	}
-	new_id(&m);                     /* id 0 is the hole */
-	m.next_id = 1;
 	assert_int_equal(model_open(&m), 0);
 	for (m.step = 0; m.step < ops; m.step++)
 		model_step(&m);
