@@ -50,7 +50,7 @@ static json_t *pool_json(const struct store_pool_stats *st)
 	wa = st->host_write_bytes ? json_real((double)st->device_write_bytes /
 	                                      (double)st->host_write_bytes) : json_null();
 	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
-	              "s:{s:s}, s:b}",
+	              "s:{s:s, s:I, s:I}, s:b}",
 		"uuid", uuid, "engine", st->engine,
 		"capacity_bytes", (json_int_t)st->capacity_bytes,
 		"used_bytes", (json_int_t)st->used_bytes,
@@ -63,7 +63,9 @@ static json_t *pool_json(const struct store_pool_stats *st)
 		"volumes", (json_int_t)st->volumes,
 		"snapshots", (json_int_t)st->snapshots,
 		"write_amplification", wa,
-		"cleaner", "state", "absent",   /* the store has no cleaner yet */
+		"cleaner", "state", st->cleaning ? "cleaning" : "idle",
+		"cleaned_segments", (json_int_t)st->cleaned_segments,
+		"write_bytes", (json_int_t)st->cleaner_write_bytes,
 		"failed", st->failed);
 	if (!o)
 		return NULL;
@@ -157,6 +159,10 @@ static const struct metric pool_metrics[] = {
 	POOL_METRIC("host_write_bytes_total", "counter", host_write_bytes,
 	            "Bytes the clients asked to write."),
 	POOL_METRIC("checkpoints_total", "counter", checkpoints, "Checkpoints written."),
+	POOL_METRIC("cleaner_write_bytes_total", "counter", cleaner_write_bytes,
+	            "Bytes the segment cleaner copied (part of device writes)."),
+	POOL_METRIC("cleaned_segments_total", "counter", cleaned_segments,
+	            "Segments the cleaner freed."),
 };
 
 static int metrics_pool(struct mgmt_srv *m, char **b, size_t *len, size_t *cap)

@@ -154,6 +154,20 @@ static void run_split(struct addr_rec *r, uint32_t i, uint64_t off)
 	r->run[i + 1].pba += head;
 }
 
+/* Index of the run starting at o, cutting the run around o in two if o
+ * falls inside it (room for one more run must be there). */
+static uint32_t run_start(struct store_addr *t, struct addr_rec *r, uint64_t o)
+{
+	uint32_t i = run_find(r, o);
+
+	if (i < r->n && r->run[i].off < o) {
+		run_split(r, i, o);
+		t->nruns++;
+		i++;
+	}
+	return i;
+}
+
 static bool runs_join(const struct addr_run *a, const struct addr_run *b)
 {
 	return a->off + a->len == b->off && a->pba + a->len == b->pba &&
@@ -229,12 +243,7 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 		t->err = -ENOMEM;
 		return;
 	}
-	i = first = run_find(r, o);
-	if (i < r->n && r->run[i].off < o) {
-		run_split(r, i, o);
-		t->nruns++;
-		i++;
-	}
+	i = first = run_start(t, r, o);
 	while (o < e) {
 		struct addr_run *a;
 
@@ -290,12 +299,7 @@ void store_addr_move(struct store_addr *t, uint64_t la, uint64_t len, uint64_t f
 		t->err = -ENOMEM;
 		return;
 	}
-	i = first = run_find(r, o);
-	if (i < r->n && r->run[i].off < o) {
-		run_split(r, i, o);
-		t->nruns++;
-		i++;
-	}
+	i = first = run_start(t, r, o);
 	for (; i < r->n && r->run[i].off < e; i++) {
 		struct addr_run *a;
 

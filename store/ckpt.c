@@ -372,6 +372,28 @@ fail:
 	}
 }
 
+/* The pool goes away with a checkpoint still in flight (it failed, and the
+ * backend, destroyed first, completes nothing more): its waiters hear so. */
+void store_ckpt_abandon(struct store_pool *p)
+{
+	struct ckpt *c = p->ckpt;
+
+	if (!c)
+		return;
+	p->ckpt = NULL;
+	while (!STAILQ_EMPTY(&c->waiters)) {
+		struct store_req *r = STAILQ_FIRST(&c->waiters);
+
+		STAILQ_REMOVE_HEAD(&c->waiters, link);
+		r->done(r->arg, STORE_EFAILED);
+		free(r);
+	}
+	free(c->payload);
+	free(c->dead);
+	free(c->root);
+	free(c);
+}
+
 void store_ckpt_request(struct store_pool *p, struct store_req *waiter)
 {
 	STAILQ_INSERT_TAIL(&p->ckpt_waiters, waiter, link);

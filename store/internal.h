@@ -181,6 +181,7 @@ struct store_pool {
 	struct ckpt          *ckpt;     /* in flight */
 	struct req_list       ckpt_waiters;
 	ev_timer              ckpt_timer;
+	bool                  final_ckpt_done; /* closing: no checkpoint after it */
 	store_done_fn        *close_done;
 	void                 *close_arg;
 
@@ -251,6 +252,7 @@ int  store_ckpt_load(struct store_pool *p, struct fmt_root *root);
 void store_ckpt_start(struct store_pool *p);
 int  store_ckpt_format(struct store_pool *p);
 void store_ckpt_request(struct store_pool *p, struct store_req *waiter);
+void store_ckpt_abandon(struct store_pool *p);
 
 /* clean.c */
 int  store_clean_init(struct store_pool *p);
@@ -259,6 +261,7 @@ void store_clean_fini(struct store_pool *p);
  * kicks). */
 void store_clean_kick(struct store_pool *p);
 bool store_clean_busy(const struct store_pool *p);
+bool store_clean_active(const struct store_pool *p);
 /* Reclaimable space exists: writes should wait for the cleaner, not fail. */
 bool store_clean_can_reclaim(const struct store_pool *p);
 /* Segments over the checkpoint's reserve under which writes wait for the

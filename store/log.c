@@ -533,13 +533,13 @@ void store_log_kick(struct store_pool *p)
 			log_fail_all(p);
 		return;
 	}
-	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt)
+	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt && !p->final_ckpt_done)
 		store_ckpt_start(p);    /* D4: captured with no batch in flight */
 	while (!STAILQ_EMPTY(&p->queue) && log_can_seal(p))
 		if (!log_seal(p))
 			break;
 	/* sealing may have found the log needs a checkpoint to go on */
-	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt)
+	if (p->inflight == 0 && p->ckpt_wanted && !p->ckpt && !p->final_ckpt_done)
 		store_ckpt_start(p);
 	store_clean_kick(p);
 }

@@ -326,6 +326,7 @@ static void pool_free(struct store_pool *p)
 	while (!TAILQ_EMPTY(&p->vols))
 		store_vol_free(TAILQ_FIRST(&p->vols));
 	p->be->ops->destroy(p->be);
+	store_ckpt_abandon(p);
 	store_meta_free_all(p);
 	store_clean_fini(p);
 	store_addr_fini(&p->addr);
@@ -359,6 +360,7 @@ static void pool_close_cb(void *arg, int err)
 	if (err && !p->failed)
 		store_pool_logf(p, STORE_LOG_WARN, "final checkpoint failed: %s",
 		                store_strerror(err));
+	p->final_ckpt_done = true;
 	ev_once(p->loop, -1, 0, 0, pool_close_later, p);
 }
 
@@ -420,6 +422,7 @@ void store_pool_get_stats(const struct store_pool *p, struct store_pool_stats *o
 	out->logical_bytes = logical;
 	out->volumes = p->nvols;
 	out->snapshots = p->nsnaps;
+	out->cleaning = store_clean_active(p);
 	out->failed = p->failed;
 }
 

@@ -106,6 +106,7 @@ struct store_pool_stats {
 	uint64_t checkpoints;
 	uint64_t cleaner_write_bytes;    /* of device_write_bytes, the cleaner's copies */
 	uint64_t cleaned_segments;       /* segments the cleaner freed */
+	bool     cleaning;               /* free segments are short: the cleaner runs */
 	uint64_t map_bytes;              /* RAM held by volume maps */
 	uint64_t map_extents;
 	uint64_t replayed_records;       /* at the last open */

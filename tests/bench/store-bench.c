@@ -31,6 +31,12 @@
  *   clones        the same with plain filled volumes against fresh clones
  *                 of a filled volume's snapshot (writes: first writes to a
  *                 clone copy map nodes)
+ *   cleaner       write amplification of steady-state 4 KiB overwrites at
+ *                 --util of the pool (default 0.8): uniform, 90/10 and
+ *                 95/5 skew (that share of writes to a tenth or a
+ *                 twentieth of the blocks); device bytes over user bytes,
+ *                 and the share of it that is the cleaner's copies and
+ *                 the checkpoints
  *   snapcreate    time to create a snapshot and a clone (durable) of a
  *                 volume filled by 1 MiB writes and of volumes filled by
  *                 random 4 KiB writes (--fill-gib, many extents)
@@ -77,13 +83,15 @@ struct opts {
 	double            pool_gib;     /* 0: chosen per test */
 	double            seq_gib, rand_gib, fill_gib, log_gib;
 	uint32_t          seq_bs;
+	double            util;         /* cleaner: live data / capacity */
+	uint32_t          seg_mib;      /* 0: the store's default */
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 	"usage: store-bench --test randwrite4k|randwrite64k|mapmem|recovery|snapshots|\n"
-	"                          clones|snapcreate|all\n"
+	"                          clones|snapcreate|cleaner|all\n"
 	"                   [--engine uring|threads|auto] [--dir D] [--seconds S]\n"
 	"                   [--warmup S] [--vols N] [--qd N] [--vol-mib M]\n"
 	"                   [--pool-gib G] [--seq-gib G] [--seq-kib K] [--rand-gib G]\n"
@@ -141,6 +149,8 @@ static void parse_opt(struct opts *o, int c, const char *arg)
 	case 'R': o->rand_gib = parse_num(arg, "--rand-gib"); break;
 	case 'F': o->fill_gib = parse_num(arg, "--fill-gib"); break;
 	case 'L': o->log_gib = parse_num(arg, "--log-gib"); break;
+	case 'U': o->util = parse_num(arg, "--util"); break;
+	case 'G': o->seg_mib = (uint32_t)parse_num(arg, "--seg-mib"); break;
 	case 'h': usage(stdout); exit(0);
 	default: usage(stderr); exit(2);
 	}
@@ -158,6 +168,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
 		{ "pool-gib", 1, NULL, 'p' }, { "seq-gib", 1, NULL, 'S' },
 		{ "seq-kib", 1, NULL, 'B' }, { "rand-gib", 1, NULL, 'R' },
 		{ "fill-gib", 1, NULL, 'F' }, { "log-gib", 1, NULL, 'L' },
+		{ "util", 1, NULL, 'U' }, { "seg-mib", 1, NULL, 'G' },
 		{ "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -165,7 +176,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
 	*o = (struct opts){
 		.test = "all", .engine = STORE_ENGINE_URING, .seconds = 10, .warmup = 3,
 		.vols = 16, .qd = 32, .vol_bytes = GIB, .seq_gib = 4, .seq_bs = 128 * 1024,
-		.rand_gib = 2, .fill_gib = 4, .log_gib = 1,
+		.rand_gib = 2, .fill_gib = 4, .log_gib = 1, .util = 0.8,
 	};
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1)
 		parse_opt(o, c, optarg);
@@ -317,6 +328,7 @@ static int bench_open(struct bench *b)
 {
 	struct store_pool_opts po = {
 		.path = b->path, .create_bytes = b->pool_bytes, .engine = b->o->engine,
+		.segment_bytes = b->o->seg_mib << 20,
 		.checkpoint_secs = b->ckpt_secs, .checkpoint_log_bytes = b->ckpt_log_bytes,
 		.log = bench_log,
 	};
@@ -427,6 +439,8 @@ struct load {
 	uint32_t          *perm[VOLS_MAX];    /* PAT_PERM: the order of blocks */
 	uint64_t           rng;
 	uint64_t           limit_bytes;       /* stop once this much is acked; 0: none */
+	uint64_t           hot_blocks;        /* PAT_RANDOM: hot_pct% of writes go to */
+	unsigned           hot_pct;           /* the first hot_blocks (0: uniform) */
 	bool               reads;             /* read instead of write */
 	bool               stopping;
 	int                inflight;
@@ -442,7 +456,12 @@ static bool load_next_lba(struct load *ld, struct slot *s, uint64_t *lba)
 	unsigned vol = s->vol;
 	uint64_t blk;
 
-	if (ld->pat == PAT_RANDOM) {
+	if (ld->pat == PAT_RANDOM && ld->hot_pct &&
+	    tl_rand_below(&ld->rng, 100) < ld->hot_pct) {
+		blk = tl_rand_below(&ld->rng, ld->hot_blocks);
+	} else if (ld->pat == PAT_RANDOM && ld->hot_pct) {
+		blk = ld->hot_blocks + tl_rand_below(&ld->rng, ld->vol_blocks - ld->hot_blocks);
+	} else if (ld->pat == PAT_RANDOM) {
 		blk = tl_rand_below(&ld->rng, ld->vol_blocks);
 	} else if (ld->pat == PAT_STREAMS) {
 		if (s->next >= s->end)
@@ -1170,6 +1189,69 @@ static void test_snapcreate(const struct opts *o, const char *dir)
 	bench_fini(&b);
 }
 
+/* ---- cleaner ------------------------------------------------------------------ */
+
+/* Fills a volume of util x capacity, overwrites it at random (hot_pct% of
+ * writes to the first hot_frac of it) for warm-up x its size, then measures
+ * the same for measure x its size. */
+static void clean_run(const struct opts *o, const char *dir, const char *label,
+                      unsigned hot_pct, double hot_frac)
+{
+	struct store_pool_stats s0, s1, st;
+	struct bench b;
+	struct load ld;
+	uint64_t vol_bytes;
+	double t0, secs;
+	struct out out;
+
+	bench_init(&b, o, dir, "cleaner", o->pool_gib ? o->pool_gib : 2);
+	bench_open_or_die(&b);
+	store_pool_get_stats(b.pool, &st);
+	vol_bytes = (uint64_t)(st.capacity_bytes * o->util) & ~(MIB - 1);
+	bench_vols_create(&b, "w", 1, vol_bytes);
+	bench_fill(&b, vol_bytes);
+	for (int phase = 0; phase < 2; phase++) {
+		load_init(&ld, &b, 4096, PAT_RANDOM, vol_bytes);
+		ld.hot_pct = hot_pct;
+		ld.hot_blocks = (uint64_t)(ld.vol_blocks * hot_frac);
+		ld.limit_bytes = phase == 0 ? vol_bytes * 3 : vol_bytes * 2;
+		store_pool_get_stats(b.pool, &s0);
+		t0 = now();
+		load_run(&ld, b.loop, false);
+		load_check(&ld, "overwrites");
+		secs = now() - t0;
+		store_pool_get_stats(b.pool, &s1);
+		load_fini(&ld);
+	}
+	{
+		uint64_t host = s1.host_write_bytes - s0.host_write_bytes;
+		uint64_t dev = s1.device_write_bytes - s0.device_write_bytes;
+		uint64_t clean = s1.cleaner_write_bytes - s0.cleaner_write_bytes;
+		uint64_t logb = s1.log_write_bytes - s0.log_write_bytes;
+
+		out_begin(&out, o->json, "cleaner", s1.engine);
+		out_str(&out, "workload", label);
+		out_num(&out, "util", o->util, 2);
+		out_num(&out, "segment_mib", (double)s1.segment_bytes / MIB, 0);
+		out_num(&out, "write_amp", ratio(dev, host), 3);
+		out_num(&out, "wa_log", ratio(logb, host), 3);
+		out_num(&out, "wa_cleaner", ratio(clean, host), 3);
+		out_num(&out, "wa_checkpoints", ratio(dev - logb - clean, host), 3);
+		out_num(&out, "checkpoints", (double)(s1.checkpoints - s0.checkpoints), 0);
+		out_num(&out, "cleaned_segments", (double)(s1.cleaned_segments - s0.cleaned_segments), 0);
+		out_num(&out, "user_mib_s", host / secs / MIB, 1);
+		out_end(&out);
+	}
+	bench_fini(&b);
+}
+
+static void test_cleaner(const struct opts *o, const char *dir)
+{
+	clean_run(o, dir, "uniform", 0, 0);
+	clean_run(o, dir, "hot90/10", 90, 0.10);
+	clean_run(o, dir, "hot95/5", 95, 0.05);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static char own_dir[PATH_MAX];
@@ -1208,7 +1290,7 @@ int main(int argc, char **argv)
 	parse_args(&o, argc, argv);
 	if (!want(&o, "randwrite4k") && !want(&o, "randwrite64k") &&
 	    !want(&o, "mapmem") && !want(&o, "recovery") && !want(&o, "snapshots") &&
-	    !want(&o, "clones") && !want(&o, "snapcreate")) {
+	    !want(&o, "clones") && !want(&o, "snapcreate") && !want(&o, "cleaner")) {
 		usage(stderr);
 		return 2;
 	}
@@ -1227,5 +1309,7 @@ int main(int argc, char **argv)
 		test_clones(&o, dir);
 	if (want(&o, "snapcreate"))
 		test_snapcreate(&o, dir);
+	if (want(&o, "cleaner"))
+		test_cleaner(&o, dir);
 	return 0;
 }

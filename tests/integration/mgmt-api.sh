@@ -221,7 +221,7 @@ auth_test() {
 pool_test() {
 	req GET /pool
 	want 200 '.capacity_bytes > 0 and .free_bytes > 0 and (.engine | type) == "string"
-	          and (.uuid | test("^[0-9a-f-]{36}$")) and .cleaner.state == "absent"
+	          and (.uuid | test("^[0-9a-f-]{36}$")) and .cleaner.state == "idle" and .cleaner.cleaned_segments == 0
 	          and .failed == false' "GET /pool"
 }
 
