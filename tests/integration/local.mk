@@ -7,3 +7,10 @@ EXTRA_DIST += %reldir%/mgmt-api.sh %reldir%/openapi-check.sh
 # the Debian package: build it, check its contents, run what it installs
 TESTS += %reldir%/package.sh
 EXTRA_DIST += %reldir%/package.sh
+
+# clones-e2e.sh: the desktop-pool workflow end to end (an image imported
+# over HTTP, a snapshot, 50 clones mapped to targets, read and written over
+# iSCSI with qemu-img/qemu-io and libiscsi's tools, space accounting,
+# teardown to an empty pool); needs curl, jq, python3, qemu and libiscsi.
+TESTS += %reldir%/clones-e2e.sh
+EXTRA_DIST += %reldir%/clones-e2e.sh
