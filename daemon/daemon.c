@@ -140,6 +140,16 @@ static int daemon_signals_start(struct sluiced *d)
 	return 0;
 }
 
+/* iscsi_io_fn: the iSCSI target's READs and WRITEs go into the API's
+ * per-volume statistics. */
+static void daemon_iscsi_io(void *arg, const char *volume, bool write, uint64_t bytes,
+                            uint64_t latency_ns)
+{
+	struct sluiced *d = arg;
+
+	mgmt_io_record(d->mgmt, volume, write ? MGMT_IO_WRITE : MGMT_IO_READ, bytes, latency_ns);
+}
+
 static int daemon_mgmt_start(struct sluiced *d)
 {
 	struct mgmt_opts o = {
@@ -165,6 +175,8 @@ static int daemon_mgmt_start(struct sluiced *d)
 	}
 	log_info("HTTP API on %s://%s/api/v1", d->cfg.tls_cert[0] ? "https" : "http",
 	         addr);
+	if (d->iscsi)
+		iscsi_srv_set_io_hook(d->iscsi, daemon_iscsi_io, d);
 	return 0;
 }
 

@@ -262,6 +262,7 @@ struct iscsi_srv {
 	TAILQ_HEAD(, iscsi_conn) conns;
 	TAILQ_HEAD(, iscsi_sess) sessions;
 	struct scsi_lu_list     lus;
+	struct scsi_io_hook     io;
 	uint16_t                next_tsih;
 	/* stopping */
 	bool                    stopping;

@@ -50,6 +50,12 @@ struct iscsi_srv_opts {
  * on failure no portal is left listening. */
 int  iscsi_srv_create(struct ev_loop *loop, struct store_pool *p,
                       const struct iscsi_srv_opts *o, struct iscsi_srv **out);
+/* Each SCSI READ and WRITE done, with its volume, bytes and latency (for
+ * per-volume statistics); fn NULL: none. Applies at once to every LUN. */
+typedef void iscsi_io_fn(void *arg, const char *volume, bool write, uint64_t bytes,
+                         uint64_t latency_ns);
+void iscsi_srv_set_io_hook(struct iscsi_srv *s, iscsi_io_fn *fn, void *arg);
+
 /* The port portal i listens on (useful with port 0). */
 uint16_t iscsi_srv_port(const struct iscsi_srv *s, size_t i);
 /* Stops listening, asks every logged-in initiator to log out (Async

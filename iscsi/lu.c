@@ -34,8 +34,8 @@ static void scsi_lu_naa(struct scsi_lu *lu, const uint8_t uuid[16])
 		snprintf(lu->serial + 2 * i, 3, "%02x", lu->naa[i]);
 }
 
-int scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], struct scsi_lu_list *lus,
-                const char *vol, struct scsi_lu **out)
+int scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], const struct scsi_io_hook *io,
+                struct scsi_lu_list *lus, const char *vol, struct scsi_lu **out)
 {
 	struct store_vol_info info;
 	struct scsi_lu *lu;
@@ -58,6 +58,7 @@ int scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], struct scsi_lu_lis
 	}
 	store_vol_get_info(lu->vol, &info);
 	lu->pool = p;
+	lu->io = io;
 	lu->refs = 1;
 	snprintf(lu->name, sizeof(lu->name), "%s", vol);
 	lu->vol_id = info.id;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "iscsi/scsi.h"
 
@@ -121,9 +122,29 @@ int sbc_decode_rw16(struct scsi_task *t)
 
 /* Completions */
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Tells the server's I/O hook (statistics) of a READ or WRITE done. */
+static void sbc_io_record(const struct scsi_task *t, bool write, uint64_t bytes)
+{
+	const struct scsi_lu *lu = t->itl->lu;
+
+	if (lu->io && lu->io->fn)
+		lu->io->fn(lu->io->arg, lu->name, write, bytes, now_ns() - t->started_ns);
+}
+
 static void sbc_read_done(void *arg, int err)
 {
 	struct scsi_task *t = arg;
+
+	if (err == 0)
+		sbc_io_record(t, false, t->buf.len);
 
 	if (err < 0)
 		scsi_sense_store(t, err, false);
@@ -137,6 +158,9 @@ static void sbc_read_done(void *arg, int err)
 static void sbc_write_done(void *arg, int err)
 {
 	struct scsi_task *t = arg;
+
+	if (err == 0)
+		sbc_io_record(t, true, t->pos);
 
 	if (err < 0)
 		scsi_sense_store(t, err, true);
@@ -156,6 +180,7 @@ int sbc_read(struct scsi_task *t)
 		return scsi_good(t);
 	if (scsi_buf_init(&t->buf, bytes, t->buf.acct) < 0 || scsi_buf_alloc_all(&t->buf, false) < 0)
 		return scsi_sense_store(t, -ENOMEM, false);
+	t->started_ns = now_ns();
 	store_vol_read(sbc_vol(t), t->req.lba, t->buf.iov, (int)t->buf.n, sbc_read_done, t);
 	return SCSI_ASYNC;
 }
@@ -176,6 +201,8 @@ int sbc_write(struct scsi_task *t)
 	t->iov = scsi_buf_iov(&t->buf, 0, bytes, &iovcnt);
 	if (!t->iov)
 		return scsi_sense_store(t, -ENOMEM, true);
+	t->started_ns = now_ns();
+	t->pos = bytes;         /* what the hook reports */
 	store_vol_write(sbc_vol(t), t->req.lba, t->iov, iovcnt, flags, sbc_write_done, t);
 	return SCSI_ASYNC;
 }

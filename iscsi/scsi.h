@@ -63,13 +63,22 @@ enum {
 };
 
 /* A volume as a logical unit, shared by every session that maps it. */
+/* Who hears of each READ and WRITE done on a LUN (the daemon feeds the
+ * API's per-volume statistics with it). */
+struct scsi_io_hook {
+	void  (*fn)(void *arg, const char *volume, bool write, uint64_t bytes,
+	            uint64_t latency_ns);
+	void   *arg;
+};
+
 struct scsi_lu {
 	LIST_ENTRY(scsi_lu)     link;           /* the server's open LUs */
 	TAILQ_HEAD(, scsi_itl)  itls;           /* nexuses, for unit attentions */
 	int                     refs;
 	struct store_pool      *pool;
 	struct store_vol       *vol;
-	char                    name[STORE_NAME_MAX + 1];
+	char                    name[STORE_FULL_NAME_MAX + 1];  /* a snapshot's is vol@snap */
+	const struct scsi_io_hook *io;          /* the server's; fn may be NULL */
 	uint32_t                vol_id;
 	uint8_t                 naa[16];        /* NAA-6 (SPC-4 7.8.6.6.5) */
 	char                    serial[40];
@@ -134,6 +143,7 @@ struct scsi_task {
 	/* private to the command set */
 	struct iovec           *iov;
 	uint64_t                pos, end;       /* progress of multi-step commands */
+	uint64_t                started_ns;     /* READ, WRITE: for the I/O hook */
 	int                     err;
 	void                   *priv;
 };
@@ -186,7 +196,8 @@ void scsi_lu_ua_set(struct scsi_lu *lu, uint32_t ua, const struct scsi_itl *exce
 void scsi_lu_refresh(struct scsi_lu *lu, const struct scsi_itl *itl);
 
 /* lu.c: logical units */
-int  scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], struct scsi_lu_list *lus,
+int  scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], const struct scsi_io_hook *io,
+                 struct scsi_lu_list *lus,
                  const char *vol, struct scsi_lu **out);
 void scsi_lu_put(struct scsi_lu *lu);
 void scsi_itl_attach(struct scsi_itl *itl, struct scsi_lu *lu, uint64_t lun);

@@ -120,7 +120,7 @@ static void iscsi_sess_map_luns(struct iscsi_sess *s)
 
 	for (size_t i = 0; i < s->target->nluns; i++) {
 		struct scsi_lu *lu;
-		int err = scsi_lu_get(srv->pool, srv->uuid, &srv->lus, s->target->luns[i].vol, &lu);
+		int err = scsi_lu_get(srv->pool, srv->uuid, &srv->io, &srv->lus, s->target->luns[i].vol, &lu);
 
 		if (err < 0) {
 			iscsi_log(srv, STORE_LOG_WARN, "target %s LUN %llu: volume %s: %s",

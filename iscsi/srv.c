@@ -171,6 +171,12 @@ int iscsi_srv_create(struct ev_loop *loop, struct store_pool *p,
 	return 0;
 }
 
+void iscsi_srv_set_io_hook(struct iscsi_srv *s, iscsi_io_fn *fn, void *arg)
+{
+	s->io.fn = fn;
+	s->io.arg = arg;
+}
+
 uint16_t iscsi_srv_port(const struct iscsi_srv *s, size_t i)
 {
 	return i < s->nportals ? s->portals[i].port : 0;
