@@ -83,6 +83,8 @@ struct store_cleaner {
 	struct iovec       riov;
 	struct cold_out    out[2];
 	int                pending, err;
+	bool               stalled;     /* found nothing it could clean... */
+	uint32_t           stalled_free; /* ...with this many free segments */
 	uint32_t           retire[2];   /* cold segments filled this step */
 	int                nretire;
 	void             (*quiesced)(void *);
@@ -154,8 +156,13 @@ static bool seg_try_free(struct store_pool *p, uint32_t s)
  * a segment: writes wait for it rather than fail. */
 bool store_clean_can_reclaim(const struct store_pool *p)
 {
+	const struct store_cleaner *c = p->cleaner;
 	uint64_t dead = 0;
 
+	/* dead space it cannot get at (no victim fits its room) does not count:
+	 * writes fail for space instead of waiting for nothing */
+	if (c && c->stalled && p->free_segs <= c->stalled_free && !p->ckpt && !p->ckpt_wanted)
+		return false;
 	for (uint32_t s = 0; s < p->nsegs; s++) {
 		const struct seg_info *g = &p->segs[s];
 
@@ -218,19 +225,24 @@ static uint64_t cold_room(const struct store_pool *p, const struct store_cleaner
 
 /* ---- collecting the victim's live runs ------------------------------------ */
 
+static int runs_grow(struct store_cleaner *c)
+{
+	size_t cap = c->cap ? c->cap * 2 : 256;
+	struct clean_run *v = realloc(c->runs, cap * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	c->runs = v;
+	c->cap = cap;
+	return 0;
+}
+
 static int collect_run(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 {
 	struct store_cleaner *c = arg;
 
-	if (c->nruns == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 256;
-		struct clean_run *v = realloc(c->runs, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		c->runs = v;
-		c->cap = cap;
-	}
+	if (c->nruns == c->cap && runs_grow(c))
+		return -ENOMEM;
 	c->runs[c->nruns++] = (struct clean_run){ .la = la, .pba = pba, .len = (uint32_t)len };
 	return 0;
 }
@@ -403,6 +415,9 @@ static uint32_t cold_record(struct store_cleaner *c, char *buf, uint32_t room,
 		uint32_t take = r->len < max - data ? r->len : max - data;
 
 		if (take < r->len) {    /* the rest goes in the next record */
+			if (c->nruns == c->cap && runs_grow(c))
+				break;  /* this record ends here; the rest waits */
+			r = &c->runs[*i];
 			memmove(&c->runs[*i + 1], &c->runs[*i], (c->nruns - *i) * sizeof(*r));
 			c->nruns++;
 			c->runs[*i + 1].la += take;
@@ -520,6 +535,8 @@ static void clean_step(struct store_pool *p)
 	c->victim = clean_pick(p, cold_room(p, c), &later);
 	if (later && !p->ckpt && p->log_bytes_since_ckpt > 0)
 		p->ckpt_wanted = true;  /* the log tail holds the most space */
+	c->stalled = c->victim == NO_SEG;
+	c->stalled_free = p->free_segs;
 	if (c->victim == NO_SEG)
 		return;
 	if (seg_try_free(p, c->victim)) {

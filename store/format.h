@@ -30,6 +30,8 @@
  * prev_seq test. Seqs are never reused: every open moves the next seq
  * FMT_SEQ_JUMP past the last valid record, so a record that was written
  * before a crash but lost its predecessor can never join the new chain.
+ * The cleaner's records take seqs too, between two of the chain's, so a
+ * record's seq may be up to 2 * FMT_SEQ_JUMP past its prev_seq.
  *
  * A WRITE entry's data has the log address seq << 16 | data_off (addr.h):
  * maps refer to data by that name, which never changes when data moves.

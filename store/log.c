@@ -206,6 +206,11 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 		uint64_t want = req_data_sectors(r), fit;
 		struct batch_ent *be;
 
+		/* under the mark, writes wait for the cleaner while it can give
+		 * space back: the segments left are for its copies and MOVEs */
+		if (r->type == REQ_WRITE && p->free_segs < store_ckpt_reserve(p) + STORE_CLEAN_RESERVE &&
+		    store_clean_can_reclaim(p))
+			break;
 		if (r->type == REQ_FLUSH) {
 			STAILQ_REMOVE_HEAD(&p->queue, link);
 			STAILQ_INSERT_TAIL(&b->flushes, r, link);

@@ -25,7 +25,7 @@ int store_rec_check_hdr(const struct store_pool *p, const struct fmt_rec_hdr *h,
                         uint32_t off, uint64_t prev_seq)
 {
 	if (h->magic != FMT_REC_MAGIC || memcmp(h->uuid, p->uuid, 16) != 0 ||
-	    h->seq <= h->prev_seq || h->seq - h->prev_seq > FMT_SEQ_JUMP)
+	    h->seq <= h->prev_seq || h->seq - h->prev_seq > 2 * FMT_SEQ_JUMP)
 		return STORE_ECORRUPT;
 	if (prev_seq != STORE_ANY_SEQ && h->prev_seq != prev_seq)
 		return STORE_ECORRUPT;

@@ -23,6 +23,8 @@ struct crash_backend {
 	uint64_t              submitted, cut, fail_from;
 	bool                  fired;
 	uint64_t              rng;          /* completion order */
+	crash_trace_fn       *trace;
+	void                 *trace_arg;
 	struct ev_loop       *loop;
 	ev_idle               idle;
 	STAILQ_HEAD(, store_bio) queue;
@@ -198,6 +200,8 @@ static void cb_idle(struct ev_loop *loop, ev_idle *w, int revents)
 	for (int i = 0; i < n; i++) {
 		struct store_bio *b = list[i];
 
+		if (!b->pending && cb->trace)
+			cb->trace(cb->trace_arg, CRASH_TRACE_RUN, b);
 		b->result = b->pending ? -EIO : cb_run(cb, b);
 		b->done(b);
 	}
@@ -222,6 +226,8 @@ static void cb_submit(struct store_backend *be, struct store_bio *b)
 	if (cb->cut && cb->submitted >= cb->cut)
 		cb->fired = true;
 	b->pending = cb->fired || (cb->fail_from && cb->submitted >= cb->fail_from);
+	if (cb->trace)
+		cb->trace(cb->trace_arg, CRASH_TRACE_SUBMIT, b);
 	STAILQ_INSERT_TAIL(&cb->queue, b, link);
 	if (!ev_is_active(&cb->idle))
 		ev_idle_start(cb->loop, &cb->idle);
@@ -281,6 +287,20 @@ struct store_backend *crash_backend_base(struct crash_backend *cb)
 void crash_backend_arm(struct crash_backend *cb, uint64_t cut)
 {
 	cb->cut = cut ? cb->submitted + cut : 0;
+}
+
+void crash_backend_trace(struct crash_backend *cb, crash_trace_fn *fn, void *arg)
+{
+	cb->trace = fn;
+	cb->trace_arg = arg;
+}
+
+void crash_backend_poke(struct crash_backend *cb, uint64_t off, const void *data, size_t len)
+{
+	if (off > cb->base.size || len > cb->base.size - off)
+		abort();
+	memcpy(cb->durable + off, data, len);
+	memcpy(cb->current + off, data, len);
 }
 
 void crash_backend_fail_from(struct crash_backend *cb, uint64_t nth)

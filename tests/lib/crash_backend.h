@@ -11,6 +11,7 @@
 #define SLUICE_CRASH_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store/backend.h"
@@ -34,5 +35,20 @@ struct crash_backend *crash_backend_after_cut(const struct crash_backend *cb, ui
 uint8_t *crash_backend_durable(struct crash_backend *cb);
 /* The pool's close only detaches; the test frees the backend. */
 void crash_backend_free(struct crash_backend *cb);
+
+/* Tracing, for tests that record one run and cut its power at many points
+ * of it instead of replaying the run for each: fn sees every bio as it is
+ * submitted (CRASH_TRACE_SUBMIT) and again just before it takes effect on
+ * the device (CRASH_TRACE_RUN; not for a bio that fails). At either call
+ * crash_backend_image() or _after_cut() builds what a power cut at that
+ * moment leaves of the completed writes; the writes submitted and not yet
+ * run are in flight, and their buffers are still valid. fn must not submit
+ * to cb. NULL: off. */
+enum crash_trace_event { CRASH_TRACE_SUBMIT, CRASH_TRACE_RUN };
+typedef void crash_trace_fn(void *arg, enum crash_trace_event ev, const struct store_bio *b);
+void crash_backend_trace(struct crash_backend *cb, crash_trace_fn *fn, void *arg);
+/* Puts len bytes at off straight on the media (durable), as a write in
+ * flight at a cut may have left them: for building an image after a cut. */
+void crash_backend_poke(struct crash_backend *cb, uint64_t off, const void *data, size_t len);
 
 #endif

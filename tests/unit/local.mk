@@ -46,3 +46,8 @@ check_PROGRAMS += tests/unit/test_clean
 tests_unit_test_clean_SOURCES = %reldir%/test_clean.c
 tests_unit_test_clean_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_clean_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_crash_clean
+tests_unit_test_crash_clean_SOURCES = %reldir%/test_crash_clean.c
+tests_unit_test_crash_clean_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_crash_clean_LDADD = $(SL_TEST_LIBS)
