@@ -732,72 +732,50 @@ static int cmd_snap_list(struct ctl *c, char **argv)
 	return rc;
 }
 
-static int cmd_snap_show(struct ctl *c, char **argv)
+enum snap_op { SNAP_SHOW, SNAP_CREATE, SNAP_DELETE, SNAP_ROLLBACK };
+
+/* snapshot show|create|delete|rollback VOL SNAP (or VOL@SNAP). */
+static int snap_do(struct ctl *c, char **argv, enum snap_op op)
 {
 	char vol[1024];
 	const char *snap;
-	json_t *r;
+	json_t *r = NULL;
 	int rc = snap_args(argv, vol, sizeof(vol), &snap);
 
 	if (rc)
 		return rc;
-	rc = snap_call(c, "GET", vol, snap, "", NULL, &r);
-	if (rc == CTL_OK)
-		snap_print(c, r);
-	json_decref(r);
-	return rc;
-}
-
-static int cmd_snap_create(struct ctl *c, char **argv)
-{
-	char vol[1024];
-	const char *snap;
-	json_t *r;
-	int rc = snap_args(argv, vol, sizeof(vol), &snap);
-
-	if (rc)
-		return rc;
-	rc = snap_call(c, "POST", vol, NULL, "", json_pack("{s:s}", "name", snap), &r);
-	if (rc == CTL_OK)
-		snap_print(c, r);
-	json_decref(r);
-	return rc;
-}
-
-static int cmd_snap_delete(struct ctl *c, char **argv)
-{
-	char vol[1024];
-	const char *snap;
-	json_t *r;
-	int rc = snap_args(argv, vol, sizeof(vol), &snap);
-
-	if (rc)
-		return rc;
-	rc = snap_call(c, "DELETE", vol, snap, "", NULL, &r);
-	json_decref(r);
-	if (rc == CTL_OK && !c->json)
-		printf("deleted snapshot %s@%s\n", vol, snap);
-	return rc;
-}
-
-static int cmd_snap_rollback(struct ctl *c, char **argv)
-{
-	char vol[1024];
-	const char *snap;
-	json_t *r;
-	int rc = snap_args(argv, vol, sizeof(vol), &snap);
-
-	if (rc)
-		return rc;
-	rc = snap_call(c, "POST", vol, snap, "/rollback", NULL, &r);
+	switch (op) {
+	case SNAP_SHOW:
+		rc = snap_call(c, "GET", vol, snap, "", NULL, &r);
+		break;
+	case SNAP_CREATE:
+		rc = snap_call(c, "POST", vol, NULL, "", json_pack("{s:s}", "name", snap), &r);
+		break;
+	case SNAP_DELETE:
+		rc = snap_call(c, "DELETE", vol, snap, "", NULL, &r);
+		break;
+	case SNAP_ROLLBACK:
+		rc = snap_call(c, "POST", vol, snap, "/rollback", NULL, &r);
+		break;
+	}
 	if (rc == CTL_OK) {
-		if (!c->json)
+		if (op == SNAP_SHOW || op == SNAP_CREATE)
+			snap_print(c, r);
+		else if (op == SNAP_DELETE && !c->json)
+			printf("deleted snapshot %s@%s\n", vol, snap);
+		if (op == SNAP_ROLLBACK && !c->json)
 			printf("rolled %s back to %s@%s\n", vol, vol, snap);
-		vol_print(c, r);
+		if (op == SNAP_ROLLBACK)
+			vol_print(c, r);
 	}
 	json_decref(r);
 	return rc;
 }
+
+static int cmd_snap_show(struct ctl *c, char **argv) { return snap_do(c, argv, SNAP_SHOW); }
+static int cmd_snap_create(struct ctl *c, char **argv) { return snap_do(c, argv, SNAP_CREATE); }
+static int cmd_snap_delete(struct ctl *c, char **argv) { return snap_do(c, argv, SNAP_DELETE); }
+static int cmd_snap_rollback(struct ctl *c, char **argv) { return snap_do(c, argv, SNAP_ROLLBACK); }
 
 /* snapshot group NAME VOLUME...: one point in time, all or none. */
 static int cmd_snap_group(struct ctl *c, char **argv)
