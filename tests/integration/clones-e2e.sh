@@ -68,21 +68,11 @@ SEED=${SLUICE_TEST_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
 pass=0 fail=0
 pid='' status='' body='' token='' HPORT='' IPORT=''
 t0=$(date +%s.%N)
-work=$(mktemp -d -t sluice-clones.XXXXXX) || exit 99
+. "$(dirname "$0")/script-lib.sh"
+scratch clones
 data=$work/data
 log='' runs=0
 
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-ok()     { pass=$((pass + 1)); echo "ok: $*"; }
-not_ok() { fail=$((fail + 1)); echo "FAIL: $*"; }
 elapsed() { python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$(date +%s.%N)"; }
 phase() {
 	echo

@@ -28,20 +28,9 @@ done
 pass=0 fail=0 skip=0
 pid=
 status=
-work=$(mktemp -d -t sluice-smoke.XXXXXX) || exit 99
+. "$(dirname "$0")/script-lib.sh"
+scratch smoke
 
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-ok()     { pass=$((pass + 1)); echo "ok: $*"; }
-not_ok() { fail=$((fail + 1)); echo "FAIL: $*"; }
-skipped() { skip=$((skip + 1)); echo "skip: $*"; }
 show()   { sed 's/^/    | /' "$1"; }
 
 # A zombie still answers kill -0, so look at its state too.

@@ -39,21 +39,11 @@ done
 pass=0 fail=0
 pid=
 status=
-work=$(mktemp -d -t sluice-mgmt.XXXXXX) || exit 99
+. "$(dirname "$0")/script-lib.sh"
+scratch mgmt
 data=$work/data
 log=$work/sluiced.log
 
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-ok()     { pass=$((pass + 1)); echo "ok: $*"; }
-not_ok() { fail=$((fail + 1)); echo "FAIL: $*"; }
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
 # A port nobody listens on now (the kernel picks it).

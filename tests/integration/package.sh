@@ -35,22 +35,11 @@ fi
 
 pass=0 fail=0 skip=0
 pid=
-work=$(mktemp -d -t sluice-pkg.XXXXXX) || exit 99
+. "$(dirname "$0")/script-lib.sh"
+scratch pkg
 root=$work/root
 log=$work/sluiced.log
 
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-ok()      { pass=$((pass + 1)); echo "ok: $*"; }
-not_ok()  { fail=$((fail + 1)); echo "FAIL: $*"; }
-skipped() { skip=$((skip + 1)); echo "skip: $*"; }
 check()   { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 show()    { sed 's/^/    | /' "$1" | tail -n "${2:-30}"; }
 summary() {
