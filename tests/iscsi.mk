@@ -6,11 +6,22 @@ noinst_PROGRAMS += tests/iscsi/iscsi-setup
 tests_iscsi_iscsi_setup_SOURCES = tests/iscsi/iscsi_setup.c
 tests_iscsi_iscsi_setup_CPPFLAGS = $(AM_CPPFLAGS) $(JANSSON_CFLAGS)
 tests_iscsi_iscsi_setup_LDADD = $(JANSSON_LIBS) $(SL_STORE_LIBS)
+# the initiator side of iscsi-robust.sh: libiscsi sessions and raw PDUs
+noinst_PROGRAMS += tests/iscsi/iscsi-robust-test
+tests_iscsi_iscsi_robust_test_SOURCES = tests/iscsi/robust_test.c
+tests_iscsi_iscsi_robust_test_CFLAGS = $(AM_CFLAGS) $(LIBISCSI_CFLAGS) -pthread
+tests_iscsi_iscsi_robust_test_LDADD = $(LIBISCSI_LIBS) -lpthread
 
 TESTS += \
 	tests/integration/iscsi-conformance.sh \
-	tests/integration/iscsi-qemu.sh
+	tests/integration/iscsi-qemu.sh \
+	tests/integration/iscsi-robust.sh
 EXTRA_DIST += \
 	tests/integration/iscsi-lib.sh \
 	tests/integration/iscsi-conformance.sh \
-	tests/integration/iscsi-qemu.sh
+	tests/integration/iscsi-qemu.sh \
+	tests/integration/iscsi-robust.sh
+# iscsi-blender.sh: tests/bench/blender --verify through several sessions,
+# odd sizes, a restart
+TESTS += tests/integration/iscsi-blender.sh
+EXTRA_DIST += tests/integration/iscsi-blender.sh
