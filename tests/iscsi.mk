@@ -9,7 +9,9 @@ tests_iscsi_iscsi_setup_LDADD = $(JANSSON_LIBS) $(SL_STORE_LIBS)
 # the initiator side of iscsi-robust.sh: libiscsi sessions and raw PDUs
 noinst_PROGRAMS += tests/iscsi/iscsi-robust-test
 tests_iscsi_iscsi_robust_test_SOURCES = tests/iscsi/robust_test.c
-tests_iscsi_iscsi_robust_test_CFLAGS = $(AM_CFLAGS) $(LIBISCSI_CFLAGS) -pthread
+# -I- as for tests/bench/blender: sluice's iscsi/iscsi.h would hide libiscsi's
+tests_iscsi_iscsi_robust_test_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
+tests_iscsi_iscsi_robust_test_CFLAGS = $(AM_CFLAGS) -pthread
 tests_iscsi_iscsi_robust_test_LDADD = $(LIBISCSI_LIBS) -lpthread
 
 TESTS += \

@@ -1,0 +1,148 @@
+#!/bin/bash
+# tests/integration/iscsi-robust.sh: the target's error paths, from the
+# initiator side (tests/iscsi/iscsi-robust-test): many sessions at once,
+# CHAP one-way and mutual with good and bad secrets, a login the
+# allow-list refuses, CRC32C digests, ABORT TASK / ABORT TASK SET / LUN
+# RESET under load, relogin with a new and the old ISID, TCP resets during
+# R2T, the CmdSN window edges and malformed PDUs.
+#
+# After each scenario sluiced must still serve, and its memory must stay
+# flat: a scenario runs once to warm up (caches, malloc arenas, the store's
+# maps for the LBAs it touches), then REPEAT more times; the open fds must
+# come back to the count before, and VmRSS may grow by at most
+# RSS_SLACK_KB. Every scenario rewrites the same LBAs, so the store's maps
+# do not grow; what grows is a leak, and the cheapest leak there is (a
+# connection: 64 KiB read-ahead buffer, plus the 256 KiB R2T buffer of a
+# task) repeated over the runs is several times the slack.
+# CHAP targets are created through the HTTP API, as an administrator does.
+#
+# Knobs: SLUICE_ROBUST_SEED (seed of the many-sessions I/O mix, printed),
+# SLUICE_ROBUST_SCENARIOS (names to run, default all).
+set -u
+. "$(dirname "$0")/iscsi-lib.sh"
+
+ROBUST=${ROBUST:-$top_builddir/tests/iscsi/iscsi-robust-test}
+[ -x "$ROBUST" ] || { echo "$ROBUST is not built"; exit 99; }
+need_prog curl
+lib_init
+
+IQN=$IQN_PREFIX:robust
+ACL_IQN=$IQN_PREFIX:robust-acl
+CHAP_IQN=$IQN_PREFIX:robust-chap
+MUTUAL_IQN=$IQN_PREFIX:robust-mutual
+VOL=robust
+SEED=${SLUICE_ROBUST_SEED:-$(( (RANDOM << 15) | RANDOM ))}
+RSS_SLACK_KB=${SLUICE_ROBUST_RSS_SLACK_KB:-3072}
+
+HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || exit 99
+DATA=$work/data
+LOG=$work/sluiced.log
+pool_setup "$DATA" vol "$VOL" $((256 << 20)) \
+	target "$(target_json "$IQN" "$VOL" '["*"]' null)" \
+	target "$(target_json "$ACL_IQN" "$VOL" "[\"$INIT1\"]" null)" || exit 99
+if ! daemon_start "$DATA" "$LOG"; then
+	not_ok "sluiced did not start"
+	show "$LOG"
+	summary
+	exit 1
+fi
+TOKEN=$(cat "$DATA/api-token")
+API=http://127.0.0.1:$HTTP_PORT/api/v1
+PORTAL=127.0.0.1:$PORT1
+
+api_target() {          # api_target JSON: POST /targets, 201 expected
+	local code
+	code=$(curl -s -o "$work/api.out" -w '%{http_code}' -X POST \
+		-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data "$1" "$API/targets")
+	if [ "$code" = 201 ]; then
+		return 0
+	fi
+	echo "POST /targets: $code"
+	cat "$work/api.out"
+	return 1
+}
+
+if api_target "$(target_json "$CHAP_IQN" "$VOL" '["*"]' \
+	'{"user":"alice","secret":"alice-secret-12"}')" &&
+   api_target "$(target_json "$MUTUAL_IQN" "$VOL" '["*"]' \
+	'{"user":"bob","secret":"bob-secret-1234","mutual_user":"tgt","mutual_secret":"target-secret-99"}')"; then
+	ok "CHAP targets created through the HTTP API"
+else
+	not_ok "CHAP targets created through the HTTP API"
+fi
+
+rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$pid/status"; }
+fds()    { ls "/proc/$pid/fd" 2>/dev/null | wc -l; }
+
+# run NAME ARGS...: one run of the test program; ok/not_ok by its exit.
+run() {
+	local name=$1 out=$work/$1.out rc
+	shift
+	timeout 60 "$ROBUST" "$@" >"$out" 2>&1
+	rc=$?
+	if [ "$rc" = 0 ]; then
+		return 0
+	fi
+	not_ok "$name: exit $rc"
+	grep -v '^ok:' "$out" | sed 's/^/    | /' | head -30
+	return 1
+}
+
+# scenario NAME REPEAT ARGS...: warm-up run (its checks printed), then
+# REPEAT runs; fds back to the count before, RSS within the slack.
+scenario() {
+	local name=$1 repeat=$2 f0 r0 f1 r1 i
+	shift 2
+	if [ -n "${SLUICE_ROBUST_SCENARIOS:-}" ] &&
+	   ! [[ " $SLUICE_ROBUST_SCENARIOS " == *" $name "* ]]; then
+		return
+	fi
+	if run "$name" "$@"; then
+		grep -E '^(ok|FAIL)' "$work/$name.out" | sed 's/^/    /'
+		ok "$name: every check held"
+	fi
+	alive || { not_ok "$name: sluiced died"; show "$LOG"; summary; exit 1; }
+	r0=$(rss_kb)
+	f0=$(fds)
+	for ((i = 0; i < repeat; i++)); do
+		run "$name (repeat $((i + 1)))" "$@" || break
+	done
+	alive || { not_ok "$name: sluiced died"; show "$LOG"; summary; exit 1; }
+	# closed connections are freed from the loop: give it a moment
+	for ((i = 0; i < 50; i++)); do
+		f1=$(fds)
+		[ "$f1" -le "$f0" ] && break
+		sleep 0.1
+	done
+	r1=$(rss_kb)
+	if [ "$f1" -le "$f0" ] && [ $((r1 - r0)) -le "$RSS_SLACK_KB" ]; then
+		ok "$name: memory flat over $repeat more runs (VmRSS $r0 -> $r1 kB, fds $f0 -> $f1)"
+	else
+		not_ok "$name: memory grows over $repeat runs (VmRSS $r0 -> $r1 kB, fds $f0 -> $f1)"
+	fi
+}
+
+echo "# seed $SEED (SLUICE_ROBUST_SEED)"
+scenario many 2 many "$PORTAL" "$IQN" 64 8 "$SEED"
+scenario chap-good 5 chap "$PORTAL" "$CHAP_IQN" alice alice-secret-12 ok
+scenario chap-bad 5 chap "$PORTAL" "$CHAP_IQN" alice wrong-secret-12 fail
+scenario chap-nouser 3 chap "$PORTAL" "$CHAP_IQN" mallory alice-secret-12 fail
+scenario mutual-good 5 chap "$PORTAL" "$MUTUAL_IQN" bob bob-secret-1234 tgt target-secret-99 ok
+scenario mutual-bad-target 5 chap "$PORTAL" "$MUTUAL_IQN" bob bob-secret-1234 tgt not-the-secret9 fail
+scenario mutual-bad-initiator 3 chap "$PORTAL" "$MUTUAL_IQN" bob bad-secret-1234 tgt target-secret-99 fail
+scenario refused 5 refused "$PORTAL" "$ACL_IQN" "$INIT2"
+if grep -q "$INIT2 logged in to $ACL_IQN" "$LOG"; then
+	not_ok "refused: a session was created for $INIT2"
+else
+	ok "refused: no session for $INIT2 in the daemon's log"
+fi
+scenario digest 5 digest "$PORTAL" "$IQN"
+scenario abort 2 abort "$PORTAL" "$IQN"
+scenario relogin 3 relogin "$PORTAL" "$IQN"
+scenario r2treset 1 r2treset "$PORTAL" "$IQN" 50
+scenario cmdsn 3 cmdsn "$PORTAL" "$IQN"
+scenario malformed 3 malformed "$PORTAL" "$IQN"
+
+daemon_stop "after the scenarios" "$LOG"
+summary

@@ -1,0 +1,1350 @@
+/* tests/iscsi/robust_test.c: the iSCSI target's error paths, driven from
+ * the initiator side. tests/integration/iscsi-robust.sh starts sluiced and
+ * runs one subcommand per scenario; each prints what it checked and exits
+ * 0 (all held), 1 (a check failed) or 99 (could not run).
+ *
+ *   iscsi-robust-test many     HOST:PORT IQN SESSIONS NAMES SEED
+ *   iscsi-robust-test chap     HOST:PORT IQN USER SECRET [TUSER TSECRET] ok|fail
+ *   iscsi-robust-test refused  HOST:PORT IQN INITIATOR
+ *   iscsi-robust-test digest   HOST:PORT IQN
+ *   iscsi-robust-test abort    HOST:PORT IQN
+ *   iscsi-robust-test relogin  HOST:PORT IQN
+ *   iscsi-robust-test r2treset HOST:PORT IQN REPEAT
+ *   iscsi-robust-test cmdsn    HOST:PORT IQN
+ *   iscsi-robust-test malformed HOST:PORT IQN
+ *
+ * libiscsi drives the ordinary sessions (many, chap). The rest need PDUs
+ * libiscsi will not send on demand (a WRITE whose R2T is left unanswered,
+ * CmdSN beyond the window, bad digests), so a minimal initiator is built
+ * here on a raw socket: one login PDU straight to the operational stage,
+ * SCSI Command, Data-Out, Task Management and NOP-Out (RFC 7143 11).
+ *
+ * Every scenario works on LBAs of its own in a volume of at least 64 MiB,
+ * so scenarios may run in any order and repeat.
+ */
+#define _GNU_SOURCE             /* memmem */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BLK             512u
+#define WAIT_MS         5000            /* a TMF or command answer, at most */
+#define QUIET_MS        500             /* "nothing more comes" */
+
+/* iSCSI opcodes and flags (RFC 7143 11) */
+#define OP_NOP_OUT      0x00
+#define OP_SCSI_CMD     0x01
+#define OP_TMF_REQ      0x02
+#define OP_LOGIN_REQ    0x03
+#define OP_DATA_OUT     0x05
+#define OP_SNACK        0x10
+#define OP_NOP_IN       0x20
+#define OP_SCSI_RSP     0x21
+#define OP_TMF_RSP      0x22
+#define OP_LOGIN_RSP    0x23
+#define OP_DATA_IN      0x25
+#define OP_R2T          0x31
+#define OP_REJECT       0x3f
+#define OP_IMMEDIATE    0x40
+#define F_FINAL         0x80
+#define F_READ          0x40
+#define F_WRITE         0x20
+#define F_STATUS        0x01
+#define ATTR_SIMPLE     0x01
+#define TMF_ABORT_TASK  1
+#define TMF_ABORT_SET   2
+#define TMF_LUN_RESET   5
+
+static const char *host, *port, *iqn;
+static const char *me = "iqn.2024-01.org.sluice.test:robust";
+static int failures;
+
+static void check(bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	printf("%s: ", ok ? "ok" : "FAIL");
+	vprintf(fmt, ap);
+	printf("\n");
+	fflush(stdout);
+	va_end(ap);
+	if (!ok)
+		failures++;
+}
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	printf("FAIL: ");
+	vprintf(fmt, ap);
+	printf("\n");
+	va_end(ap);
+	exit(1);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Data patterns: every 512-byte block says which LBA and generation it is,
+ * so a torn or misplaced block is told from the right one. */
+static void pattern(uint8_t *b, uint64_t lba, uint32_t nblk, uint32_t gen)
+{
+	for (uint32_t i = 0; i < nblk; i++)
+		for (uint32_t j = 0; j < BLK; j += 4) {
+			uint32_t v = (uint32_t)(lba + i) * 2654435761u ^ gen ^ j;
+
+			memcpy(b + (size_t)i * BLK + j, &v, 4);
+		}
+}
+
+static bool pattern_ok(const uint8_t *b, uint64_t lba, uint32_t nblk, uint32_t gen)
+{
+	uint8_t *w = malloc((size_t)nblk * BLK);
+	bool ok;
+
+	pattern(w, lba, nblk, gen);
+	ok = memcmp(w, b, (size_t)nblk * BLK) == 0;
+	free(w);
+	return ok;
+}
+
+/* CRC32C (Castagnoli), as RFC 7143 11.2.1 digests use it. */
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+static uint32_t crc32c(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+
+	while (n--)
+		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	return ~c;
+}
+
+/* ---- the raw initiator ---- */
+
+struct raw {
+	int      fd;
+	bool     hd, dd;                /* digests in force */
+	uint8_t  isid[6];
+	uint16_t tsih;
+	uint32_t cmdsn, statsn_exp, itt;
+	uint32_t exp_cmdsn, max_cmdsn;  /* as the target last said */
+};
+
+struct pdu {
+	uint8_t  h[48];
+	uint8_t *data;
+	uint32_t dlen;
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void put_dlen(uint8_t *h, uint32_t n)
+{
+	h[5] = (uint8_t)(n >> 16);
+	h[6] = (uint8_t)(n >> 8);
+	h[7] = (uint8_t)n;
+}
+
+static int tcp_connect(void)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	int fd, one = 1;
+
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		die("cannot resolve %s:%s", host, port);
+	fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+		die("connect %s:%s: %s", host, port, strerror(errno));
+	freeaddrinfo(ai);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+static int write_all(int fd, const void *b, size_t n)
+{
+	const uint8_t *p = b;
+
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Reads n bytes within ms. 0, -1 closed/error, -2 timeout. */
+static int read_all(int fd, void *b, size_t n, int ms)
+{
+	uint8_t *p = b;
+	double end = now_ms() + ms;
+
+	while (n > 0) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		int left = (int)(end - now_ms());
+		ssize_t r;
+
+		if (left <= 0 || poll(&pf, 1, left) == 0)
+			return -2;
+		r = recv(fd, p, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Sends header + data with the digests in force; a test may spoil them. */
+static int raw_send_ex(struct raw *r, uint8_t *h, const void *data, uint32_t dlen,
+                       bool bad_hd, bool bad_dd)
+{
+	static const uint8_t zero[4];
+	uint32_t pad = (4 - (dlen & 3)) & 3, d;
+	uint8_t *buf = malloc(48 + 4 + dlen + pad + 4), *q = buf;
+	int rc;
+
+	put_dlen(h, dlen);
+	memcpy(q, h, 48);
+	q += 48;
+	if (r->hd) {
+		d = htole32(crc32c(h, 48) ^ (bad_hd ? 1u : 0u));
+		memcpy(q, &d, 4);
+		q += 4;
+	}
+	if (dlen) {
+		memcpy(q, data, dlen);
+		memcpy(q + dlen, zero, pad);
+		if (r->dd) {
+			d = htole32(crc32c(q, dlen + pad) ^ (bad_dd ? 1u : 0u));
+			memcpy(q + dlen + pad, &d, 4);
+			q += 4;
+		}
+		q += dlen + pad;
+	}
+	rc = write_all(r->fd, buf, (size_t)(q - buf));
+	free(buf);
+	return rc;
+}
+
+static int raw_send(struct raw *r, uint8_t *h, const void *data, uint32_t dlen)
+{
+	return raw_send_ex(r, h, data, dlen, false, false);
+}
+
+static void pdu_free(struct pdu *p)
+{
+	free(p->data);
+	p->data = NULL;
+}
+
+/* One PDU within ms: 0, -1 connection closed, -2 timeout, -3 bad digest.
+ * Tracks StatSN and the CmdSN window. */
+static int raw_recv(struct raw *r, struct pdu *p, int ms)
+{
+	uint32_t pad, d;
+	uint8_t dig[4];
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	if ((rc = read_all(r->fd, p->h, 48, ms)) < 0)
+		return rc;
+	if (p->h[4])
+		return -3;      /* the target sends no AHS */
+	if (r->hd) {
+		if ((rc = read_all(r->fd, dig, 4, ms)) < 0)
+			return rc;
+		d = htole32(crc32c(p->h, 48));
+		if (memcmp(&d, dig, 4) != 0)
+			return -3;
+	}
+	p->dlen = (uint32_t)p->h[5] << 16 | (uint32_t)p->h[6] << 8 | p->h[7];
+	pad = (4 - (p->dlen & 3)) & 3;
+	if (p->dlen) {
+		p->data = malloc(p->dlen + pad);
+		if ((rc = read_all(r->fd, p->data, p->dlen + pad, ms)) < 0)
+			return rc;
+		if (r->dd) {
+			if ((rc = read_all(r->fd, dig, 4, ms)) < 0)
+				return rc;
+			d = htole32(crc32c(p->data, p->dlen + pad));
+			if (memcmp(&d, dig, 4) != 0)
+				return -3;
+		}
+	}
+	uint8_t op = p->h[0] & 0x3f;
+	if (op != OP_R2T && !(op == OP_DATA_IN && !(p->h[1] & F_STATUS)) &&
+	    !(op == OP_NOP_IN && be32(p->h + 16) == 0xffffffffu))
+		r->statsn_exp = be32(p->h + 24) + 1;
+	r->exp_cmdsn = be32(p->h + 28);
+	r->max_cmdsn = be32(p->h + 32);
+	return 0;
+}
+
+/* The login: one PDU from the operational stage to full feature. Returns
+ * the status (class << 8 | detail), -1 when the connection failed. */
+static int raw_login(struct raw *r, const char *init, const char *target, uint8_t qual,
+                     bool digests)
+{
+	char keys[1024];
+	int n;
+	uint8_t h[48] = { OP_LOGIN_REQ | OP_IMMEDIATE, 0x80 | 1 << 2 | 3 };
+	struct pdu p;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = tcp_connect();
+	r->isid[0] = 0x80;              /* random format (RFC 7143 11.12.5) */
+	r->isid[3] = 0x5a;
+	r->isid[5] = qual;
+	r->itt = 0x100;
+	n = snprintf(keys, sizeof(keys),
+	             "InitiatorName=%s%cTargetName=%s%cSessionType=Normal%c"
+	             "HeaderDigest=%s%cDataDigest=%s%cInitialR2T=Yes%cImmediateData=Yes%c"
+	             "MaxRecvDataSegmentLength=262144%cMaxBurstLength=262144%c"
+	             "FirstBurstLength=65536%cMaxOutstandingR2T=1%cErrorRecoveryLevel=0%c"
+	             "DefaultTime2Wait=0%cDefaultTime2Retain=0%c",
+	             init, 0, target, 0, 0, digests ? "CRC32C" : "None", 0,
+	             digests ? "CRC32C" : "None", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+	memcpy(h + 8, r->isid, 6);
+	put32(h + 16, r->itt++);
+	put32(h + 24, r->cmdsn);
+	if (raw_send(r, h, keys, (uint32_t)n) < 0 || raw_recv(r, &p, WAIT_MS) < 0)
+		return -1;
+	n = p.h[36] << 8 | p.h[37];
+	if ((p.h[0] & 0x3f) != OP_LOGIN_RSP)
+		n = -1;
+	else if (n == 0 && !(p.h[1] & 0x80 && (p.h[1] & 3) == 3))
+		n = -1;         /* no transit to full feature: not what we asked */
+	if (n == 0 && digests) {
+		bool hd = p.dlen && memmem(p.data, p.dlen, "HeaderDigest=CRC32C", 19);
+		bool dd = p.dlen && memmem(p.data, p.dlen, "DataDigest=CRC32C", 17);
+
+		if (!hd || !dd)
+			n = -1;
+		r->hd = r->dd = true;
+	}
+	r->tsih = (uint16_t)(p.h[14] << 8 | p.h[15]);
+	r->statsn_exp = be32(p.h + 24) + 1;
+	pdu_free(&p);
+	return n;
+}
+
+static int raw_tur(struct raw *r);
+
+static void raw_open(struct raw *r, uint8_t qual, bool digests)
+{
+	int st = raw_login(r, me, iqn, qual, digests);
+
+	if (st != 0)
+		die("raw login to %s: status 0x%04x", iqn, st);
+	if (raw_tur(r) < 0)     /* a new nexus may first get a unit attention */
+		die("TEST UNIT READY after login fails");
+}
+
+static void raw_close(struct raw *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+}
+
+/* Closes with a TCP reset, as a crashed host does. */
+static void raw_reset(struct raw *r)
+{
+	struct linger l = { 1, 0 };
+
+	setsockopt(r->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	raw_close(r);
+}
+
+static void cdb_rw(uint8_t *cdb, uint8_t op, uint64_t lba, uint32_t nblk)
+{
+	memset(cdb, 0, 16);
+	cdb[0] = op;                    /* READ(16) 0x88, WRITE(16) 0x8a */
+	for (int i = 0; i < 8; i++)
+		cdb[2 + i] = (uint8_t)(lba >> (56 - 8 * i));
+	put32(cdb + 10, nblk);
+}
+
+/* A SCSI Command PDU with CmdSN sn; returns its ITT. */
+static uint32_t raw_cmd_sn(struct raw *r, const uint8_t *cdb, uint8_t rw, uint32_t edtl,
+                           const void *imm, uint32_t ilen, uint32_t sn)
+{
+	uint8_t h[48] = { OP_SCSI_CMD, F_FINAL | rw | ATTR_SIMPLE };
+	uint32_t itt = r->itt++;
+
+	put32(h + 16, itt);
+	put32(h + 20, edtl);
+	put32(h + 24, sn);
+	put32(h + 28, r->statsn_exp);
+	memcpy(h + 32, cdb, 16);
+	if (raw_send(r, h, imm, ilen) < 0)
+		return 0;
+	return itt;
+}
+
+static uint32_t raw_cmd(struct raw *r, const uint8_t *cdb, uint8_t rw, uint32_t edtl)
+{
+	return raw_cmd_sn(r, cdb, rw, edtl, NULL, 0, r->cmdsn++);
+}
+
+static int raw_data_out(struct raw *r, uint32_t itt, uint32_t ttt, uint32_t datasn,
+                        uint32_t off, const uint8_t *d, uint32_t len, bool final)
+{
+	uint8_t h[48] = { OP_DATA_OUT, final ? F_FINAL : 0 };
+
+	put32(h + 16, itt);
+	put32(h + 20, ttt);
+	put32(h + 28, r->statsn_exp);
+	put32(h + 36, datasn);
+	put32(h + 40, off);
+	return raw_send(r, h, d, len);
+}
+
+/* Answers an R2T from buf, in PDUs of at most 64 KiB. */
+static int raw_answer_r2t(struct raw *r, const struct pdu *p, const uint8_t *buf)
+{
+	uint32_t itt = be32(p->h + 16), ttt = be32(p->h + 20);
+	uint32_t off = be32(p->h + 40), len = be32(p->h + 44), sn = 0;
+
+	for (uint32_t done = 0; done < len; sn++) {
+		uint32_t n = len - done > 65536 ? 65536 : len - done;
+
+		if (raw_data_out(r, itt, ttt, sn, off + done, buf + off + done, n,
+		                 done + n == len) < 0)
+			return -1;
+		done += n;
+	}
+	return 0;
+}
+
+static int raw_tmf(struct raw *r, uint8_t fn, uint32_t rtt, uint32_t refsn)
+{
+	uint8_t h[48] = { OP_TMF_REQ | OP_IMMEDIATE, F_FINAL | fn };
+	uint32_t itt = r->itt++;
+
+	put32(h + 16, itt);
+	put32(h + 20, fn == TMF_ABORT_TASK ? rtt : 0xffffffffu);
+	put32(h + 24, r->cmdsn);
+	put32(h + 28, r->statsn_exp);
+	put32(h + 32, refsn);
+	if (raw_send(r, h, NULL, 0) < 0)
+		return -1;
+	return (int)itt;
+}
+
+/* Answers target pings; says whether p was one (and is consumed). */
+static bool raw_ping_reply(struct raw *r, struct pdu *p)
+{
+	uint8_t h[48] = { OP_NOP_OUT | OP_IMMEDIATE, F_FINAL };
+
+	if ((p->h[0] & 0x3f) != OP_NOP_IN || be32(p->h + 16) != 0xffffffffu)
+		return false;
+	if (be32(p->h + 20) != 0xffffffffu) {
+		put32(h + 16, 0xffffffffu);
+		memcpy(h + 20, p->h + 20, 4);
+		put32(h + 24, r->cmdsn);
+		put32(h + 28, r->statsn_exp);
+		raw_send(r, h, NULL, 0);
+	}
+	pdu_free(p);
+	return true;
+}
+
+struct result {
+	int      status;        /* SCSI status, -1 none */
+	uint8_t  key, asc;      /* sense */
+};
+
+static void sense_parse(const struct pdu *p, struct result *res)
+{
+	const uint8_t *s = p->data + 2;
+
+	if (p->dlen < 4)
+		return;
+	if ((s[0] & 0x7f) >= 0x72) {
+		res->key = s[1] & 0xf;
+		res->asc = p->dlen >= 5 ? s[2] : 0;
+	} else if (p->dlen >= 2 + 13) {
+		res->key = s[2] & 0xf;
+		res->asc = s[12];
+	}
+}
+
+/* Runs one command to its end: data-out from out (R2T), data-in to in.
+ * Returns the SCSI status, or -1 (connection lost, time out, protocol). */
+static int raw_io(struct raw *r, const uint8_t *cdb, uint8_t rw, uint32_t len,
+                  const uint8_t *out, uint8_t *in, struct result *res)
+{
+	uint32_t itt = raw_cmd(r, cdb, rw, len), got = 0;
+	struct result dummy;
+	struct pdu p;
+
+	if (!res)
+		res = &dummy;
+	*res = (struct result){ .status = -1 };
+	if (!itt)
+		return -1;
+	for (;;) {
+		uint8_t op;
+
+		int rc = raw_recv(r, &p, WAIT_MS);
+
+		if (rc < 0) {
+			printf("# itt 0x%x: %s\n", itt, rc == -1 ? "connection closed" :
+			       rc == -2 ? "no answer in time" : "bad digest from the target");
+			return -1;
+		}
+		op = p.h[0] & 0x3f;
+		if (raw_ping_reply(r, &p))
+			continue;
+		if (be32(p.h + 16) != itt) {
+			printf("# unexpected PDU 0x%02x itt 0x%x\n", op, be32(p.h + 16));
+			pdu_free(&p);
+			return -1;
+		}
+		if (op == OP_R2T && out) {
+			raw_answer_r2t(r, &p, out);
+		} else if (op == OP_DATA_IN && in) {
+			uint32_t off = be32(p.h + 40);
+
+			if (off + p.dlen <= len)
+				memcpy(in + off, p.data, p.dlen);
+			got += p.dlen;
+			if (p.h[1] & F_STATUS) {
+				res->status = p.h[3];
+				pdu_free(&p);
+				return got == len ? res->status : -1;
+			}
+		} else if (op == OP_SCSI_RSP) {
+			res->status = p.h[3];
+			sense_parse(&p, res);
+			pdu_free(&p);
+			return res->status;
+		} else {
+			printf("# unexpected PDU 0x%02x for itt 0x%x\n", op, itt);
+			pdu_free(&p);
+			return -1;
+		}
+		pdu_free(&p);
+	}
+}
+
+static int raw_write(struct raw *r, uint64_t lba, uint32_t nblk, const uint8_t *buf)
+{
+	uint8_t cdb[16];
+
+	cdb_rw(cdb, 0x8a, lba, nblk);
+	return raw_io(r, cdb, F_WRITE, nblk * BLK, buf, NULL, NULL);
+}
+
+static int raw_read(struct raw *r, uint64_t lba, uint32_t nblk, uint8_t *buf)
+{
+	uint8_t cdb[16];
+
+	cdb_rw(cdb, 0x88, lba, nblk);
+	return raw_io(r, cdb, F_READ, nblk * BLK, NULL, buf, NULL);
+}
+
+/* TEST UNIT READY until GOOD, accepting unit attentions (a reset leaves
+ * one per nexus). Returns the number of UAs seen, -1 on failure. */
+static int raw_tur(struct raw *r)
+{
+	uint8_t cdb[16] = { 0 };
+	struct result res;
+	int ua = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int st = raw_io(r, cdb, 0, 0, NULL, NULL, &res);
+
+		if (st == 0)
+			return ua;
+		if (st != 2 || res.key != 6)
+			return -1;
+		ua++;
+	}
+	return -1;
+}
+
+/* Writes gen over [lba, lba+nblk) and reads it back. */
+static bool raw_write_verify(struct raw *r, uint64_t lba, uint32_t nblk, uint32_t gen)
+{
+	uint8_t *w = malloc((size_t)nblk * BLK), *b = malloc((size_t)nblk * BLK);
+	int ws, rs = -2;
+	bool ok;
+
+	pattern(w, lba, nblk, gen);
+	ws = raw_write(r, lba, nblk, w);
+	if (ws == 0)
+		rs = raw_read(r, lba, nblk, b);
+	ok = ws == 0 && rs == 0 && memcmp(w, b, (size_t)nblk * BLK) == 0;
+	if (!ok)
+		printf("# %u blocks at %llu: write status %d, read status %d%s\n", nblk,
+		       (unsigned long long)lba, ws, rs, rs == 0 ? ", data differs" : "");
+	free(w);
+	free(b);
+	return ok;
+}
+
+/* Every 4 KiB unit of [lba, lba+nblk) holds generation a or b, whole. */
+static bool raw_units_whole(struct raw *r, uint64_t lba, uint32_t nblk, uint32_t a, uint32_t b)
+{
+	uint8_t *buf = malloc((size_t)nblk * BLK);
+	bool ok = raw_read(r, lba, nblk, buf) == 0;
+
+	for (uint32_t u = 0; ok && u < nblk; u += 8) {
+		const uint8_t *q = buf + (size_t)u * BLK;
+
+		ok = pattern_ok(q, lba + u, 8, a) || pattern_ok(q, lba + u, 8, b);
+	}
+	free(buf);
+	return ok;
+}
+
+/* ---- libiscsi sessions ---- */
+
+static struct iscsi_context *lib_open(const char *init, uint32_t qual, const char *user,
+                                      const char *secret, const char *tuser,
+                                      const char *tsecret, char *err, size_t errlen)
+{
+	struct iscsi_context *ic = iscsi_create_context(init);
+	char portal[300];
+
+	if (!ic) {
+		snprintf(err, errlen, "no context");
+		return NULL;
+	}
+	/* distinct ISIDs: the same one would reinstate (replace) the session */
+	iscsi_set_isid_random(ic, 0x123456 + qual, qual);
+	iscsi_set_targetname(ic, iqn);
+	iscsi_set_session_type(ic, ISCSI_SESSION_NORMAL);
+	iscsi_set_noautoreconnect(ic, 1);
+	iscsi_set_timeout(ic, 10);
+	if (user)
+		iscsi_set_initiator_username_pwd(ic, user, secret);
+	if (tuser)
+		iscsi_set_target_username_pwd(ic, tuser, tsecret);
+	snprintf(portal, sizeof(portal), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+	if (iscsi_full_connect_sync(ic, portal, 0) != 0) {
+		snprintf(err, errlen, "%s", iscsi_get_error(ic));
+		iscsi_destroy_context(ic);
+		return NULL;
+	}
+	return ic;
+}
+
+static bool lib_write_verify(struct iscsi_context *ic, uint64_t lba, uint32_t nblk, uint32_t gen)
+{
+	uint8_t *w = malloc((size_t)nblk * BLK);
+	struct scsi_task *t;
+	bool ok;
+
+	pattern(w, lba, nblk, gen);
+	t = iscsi_write16_sync(ic, 0, lba, w, nblk * BLK, BLK, 0, 0, 0, 0, 0);
+	ok = t && t->status == SCSI_STATUS_GOOD;
+	if (t)
+		scsi_free_scsi_task(t);
+	t = ok ? iscsi_read16_sync(ic, 0, lba, nblk * BLK, BLK, 0, 0, 0, 0, 0) : NULL;
+	ok = t && t->status == SCSI_STATUS_GOOD && t->datain.size == (int)(nblk * BLK) &&
+	     memcmp(t->datain.data, w, (size_t)nblk * BLK) == 0;
+	if (t)
+		scsi_free_scsi_task(t);
+	free(w);
+	return ok;
+}
+
+/* many: SESSIONS sessions from NAMES initiator names at once, each writing
+ * and reading back its own 1 MiB, random offsets and sizes. */
+struct worker {
+	pthread_t th;
+	int       id, names;
+	unsigned  seed;
+	bool      ok;
+	char      err[256];
+};
+
+static pthread_barrier_t start_line;
+
+static void *many_worker(void *arg)
+{
+	struct worker *w = arg;
+	char init[128];
+	struct iscsi_context *ic;
+	uint64_t base = 2048 + (uint64_t)w->id * 2048;       /* 1 MiB each, from 1 MiB */
+
+	snprintf(init, sizeof(init), "iqn.2024-01.org.sluice.test:many%d", w->id % w->names);
+	ic = lib_open(init, (uint32_t)w->id, NULL, NULL, NULL, NULL, w->err, sizeof(w->err));
+	pthread_barrier_wait(&start_line);      /* all logged in: I/O together */
+	if (!ic)
+		return NULL;
+	w->ok = true;
+	for (int i = 0; i < 12 && w->ok; i++) {
+		uint32_t nblk = 8u << (rand_r(&w->seed) % 6);          /* 4 KiB..128 KiB */
+		uint64_t lba = base + (rand_r(&w->seed) % (2048 / 8)) * 8;
+
+		if (lba + nblk > base + 2048)
+			lba = base + 2048 - nblk;
+		if (!lib_write_verify(ic, lba, nblk, w->seed)) {
+			snprintf(w->err, sizeof(w->err), "I/O %d at %llu: %s", i,
+			         (unsigned long long)lba, iscsi_get_error(ic));
+			w->ok = false;
+		}
+	}
+	iscsi_logout_sync(ic);
+	iscsi_destroy_context(ic);
+	return NULL;
+}
+
+static int cmd_many(int argc, char **argv)
+{
+	int n, names, good = 0;
+	unsigned seed;
+	struct worker *w;
+
+	if (argc < 3)
+		return 99;
+	n = atoi(argv[0]);
+	names = atoi(argv[1]);
+	seed = (unsigned)strtoul(argv[2], NULL, 0);
+	printf("# many: %d sessions, %d initiator names, seed %u\n", n, names, seed);
+	w = calloc((size_t)n, sizeof(*w));
+	pthread_barrier_init(&start_line, NULL, (unsigned)n);
+	for (int i = 0; i < n; i++) {
+		w[i] = (struct worker){ .id = i, .names = names, .seed = seed + (unsigned)i };
+		if (pthread_create(&w[i].th, NULL, many_worker, &w[i]) != 0)
+			die("pthread_create");
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(w[i].th, NULL);
+		if (w[i].ok)
+			good++;
+		else
+			printf("# session %d: %s\n", i, w[i].err);
+	}
+	check(good == n, "many: %d of %d concurrent sessions wrote and read back their data",
+	      good, n);
+	free(w);
+	return 0;
+}
+
+/* chap: login with these credentials must succeed (and carry I/O) or fail. */
+static int cmd_chap(int argc, char **argv)
+{
+	const char *tuser = argc >= 5 ? argv[2] : NULL, *tsecret = argc >= 5 ? argv[3] : NULL;
+	bool want = strcmp(argv[argc - 1], "ok") == 0;
+	struct iscsi_context *ic;
+	char err[256] = "";
+
+	if (argc != 3 && argc != 5)
+		return 99;
+	ic = lib_open(me, 7, argv[0], argv[1], tuser, tsecret, err, sizeof(err));
+	if (want) {
+		check(ic != NULL, "chap%s user %s: login succeeds%s%s", tuser ? " mutual" : "",
+		      argv[0], ic ? "" : ": ", err);
+		if (ic)
+			check(lib_write_verify(ic, 200000, 64, 77), "chap: I/O after login");
+	} else {
+		check(ic == NULL, "chap%s user %s: login refused (%s)", tuser ? " mutual" : "",
+		      argv[0], err);
+	}
+	if (ic) {
+		iscsi_logout_sync(ic);
+		iscsi_destroy_context(ic);
+	}
+	return 0;
+}
+
+/* refused: an initiator the allow-list does not name gets a Login Response
+ * with status 0x0202 (RFC 7143 11.13.5: not authorized) and no session. */
+static int cmd_refused(int argc, char **argv)
+{
+	struct raw r;
+	struct pdu p;
+	int st;
+
+	if (argc < 1)
+		return 99;
+	st = raw_login(&r, argv[0], iqn, 1, false);
+	check(st == 0x0202, "refused: %s gets login status 0x0202, got 0x%04x", argv[0], st);
+	check(raw_recv(&r, &p, WAIT_MS) == -1, "refused: the target closes the connection");
+	raw_close(&r);
+	return 0;
+}
+
+/* digest: HeaderDigest and DataDigest CRC32C both ways, across R2T, data-in
+ * in several PDUs and immediate-less writes. */
+static int cmd_digest(int argc, char **argv)
+{
+	struct raw r;
+
+	(void)argc; (void)argv;
+	raw_open(&r, 2, true);
+	check(raw_write_verify(&r, 210000, 1024, 5), "digest: 512 KiB write (R2T) and read, CRC32C both");
+	check(raw_write_verify(&r, 212000, 1, 6), "digest: 512 B write and read, CRC32C both");
+	raw_close(&r);
+	return 0;
+}
+
+/* Waits for the answer to TMF itt while other PDUs arrive; the ITTs of SCSI
+ * responses seen are recorded. Returns the TMF response, -1 none in time. */
+static int tmf_wait(struct raw *r, uint32_t itt, uint32_t *seen, int *nseen, double *ms)
+{
+	double t0 = now_ms();
+	struct pdu p;
+
+	for (;;) {
+		int rc = raw_recv(r, &p, WAIT_MS);
+
+		if (rc < 0)
+			return -1;
+		if (raw_ping_reply(r, &p))
+			continue;
+		if ((p.h[0] & 0x3f) == OP_TMF_RSP && be32(p.h + 16) == itt) {
+			*ms = now_ms() - t0;
+			pdu_free(&p);
+			return p.h[2];
+		}
+		if ((p.h[0] & 0x3f) == OP_SCSI_RSP ||
+		    ((p.h[0] & 0x3f) == OP_DATA_IN && (p.h[1] & F_STATUS)))
+			seen[(*nseen)++] = be32(p.h + 16);
+		pdu_free(&p);
+		if (now_ms() - t0 > WAIT_MS)
+			return -1;
+	}
+}
+
+/* After a TMF: nothing but pings for QUIET_MS (no response for a task
+ * the target says it aborted). */
+static int quiet(struct raw *r)
+{
+	struct pdu p;
+	int extra = 0;
+
+	for (;;) {
+		int rc = raw_recv(r, &p, QUIET_MS);
+
+		if (rc == -2)
+			return extra;
+		if (rc < 0)
+			return -1;
+		if (raw_ping_reply(r, &p))
+			continue;
+		printf("# after the TMF: PDU 0x%02x itt 0x%x\n", p.h[0] & 0x3f, be32(p.h + 16));
+		extra++;
+		pdu_free(&p);
+	}
+}
+
+/* Starts a WRITE of nblk at lba without immediate data; the target answers
+ * with an R2T, returned in *r2t (NULL: not waited for). */
+static uint32_t start_write(struct raw *r, uint64_t lba, uint32_t nblk, struct pdu *r2t)
+{
+	uint8_t cdb[16];
+	uint32_t itt;
+
+	cdb_rw(cdb, 0x8a, lba, nblk);
+	itt = raw_cmd(r, cdb, F_WRITE, nblk * BLK);
+	if (!r2t)
+		return itt;
+	for (;;) {
+		if (raw_recv(r, r2t, WAIT_MS) < 0)
+			return 0;
+		if (raw_ping_reply(r, r2t))
+			continue;
+		if ((r2t->h[0] & 0x3f) == OP_R2T && be32(r2t->h + 16) == itt)
+			return itt;
+		pdu_free(r2t);
+		return 0;
+	}
+}
+
+#define AB_LBA  220000u
+#define AB_NBLK 512u                    /* 256 KiB */
+
+/* ABORT TASK on a WRITE with its R2T outstanding and half its data in. */
+static void abort_one(struct raw *r, struct raw *other)
+{
+	uint8_t *nw = malloc(AB_NBLK * BLK);
+	uint32_t seen[64], itt, sn;
+	int nseen = 0, resp;
+	struct pdu r2t;
+	double ms = 0;
+
+	check(raw_write_verify(r, AB_LBA, AB_NBLK, 1), "abort task: old data written");
+	check(raw_write_verify(r, AB_LBA + AB_NBLK, 64, 9), "abort task: neighbour written");
+	pattern(nw, AB_LBA, AB_NBLK, 2);
+	sn = r->cmdsn;
+	itt = start_write(r, AB_LBA, AB_NBLK, &r2t);
+	check(itt != 0, "abort task: the WRITE gets an R2T");
+	if (!itt)
+		goto out;
+	raw_data_out(r, itt, be32(r2t.h + 20), 0, 0, nw, AB_NBLK * BLK / 2, false);
+	pdu_free(&r2t);
+	resp = tmf_wait(r, (uint32_t)raw_tmf(r, TMF_ABORT_TASK, itt, sn), seen, &nseen, &ms);
+	check(resp == 0, "abort task: FUNCTION COMPLETE (got %d) in %.0f ms", resp, ms);
+	/* the rest of the data, as an initiator that had it queued sends it */
+	raw_data_out(r, itt, be32(r2t.h + 20), 1, AB_NBLK * BLK / 2, nw + AB_NBLK * BLK / 2,
+	             AB_NBLK * BLK / 2, true);
+	check(nseen == 0 && quiet(r) == 0, "abort task: no response for the aborted WRITE");
+	check(raw_tur(r) == 0, "abort task: the connection still carries commands");
+	check(raw_units_whole(r, AB_LBA, AB_NBLK, 1, 2),
+	      "abort task: every 4 KiB unit holds the old or the new data");
+	check(raw_units_whole(r, AB_LBA + AB_NBLK, 64, 9, 9), "abort task: the neighbour is intact");
+	check(raw_write_verify(other, AB_LBA + 4096, 64, 3), "abort task: another session works");
+out:
+	free(nw);
+}
+
+/* 16 WRITEs waiting for data and 16 READs queued, then fn (ABORT TASK SET
+ * or LUN RESET): answered in time, nothing answered after it. */
+static void abort_many(struct raw *r, struct raw *other, uint8_t fn, const char *name)
+{
+	uint32_t itts[32], seen[64];
+	int nseen = 0, resp, extra;
+	uint8_t cdb[16];
+	double ms = 0;
+	uint64_t base = AB_LBA + 8192;
+
+	check(raw_write_verify(r, base, 16 * 128, 11), "%s: old data written", name);
+	for (int i = 0; i < 32; i++) {
+		cdb_rw(cdb, i & 1 ? 0x88 : 0x8a, base + (uint64_t)(i / 2) * 128, 128);
+		itts[i] = raw_cmd(r, cdb, i & 1 ? F_READ : F_WRITE, 128 * BLK);
+	}
+	resp = tmf_wait(r, (uint32_t)raw_tmf(r, fn, 0, 0), seen, &nseen, &ms);
+	check(resp == 0 && ms < WAIT_MS, "%s with 32 commands queued: FUNCTION COMPLETE (got %d) "
+	      "in %.0f ms, %d answered before it", name, resp, ms, nseen);
+	/* R2Ts and read data that were on their way may still come; no status */
+	extra = 0;
+	for (;;) {
+		struct pdu p;
+		int rc = raw_recv(r, &p, QUIET_MS);
+
+		if (rc < 0)
+			break;
+		if (raw_ping_reply(r, &p))
+			continue;
+		if ((p.h[0] & 0x3f) == OP_SCSI_RSP ||
+		    ((p.h[0] & 0x3f) == OP_DATA_IN && (p.h[1] & F_STATUS)))
+			extra++;
+		pdu_free(&p);
+	}
+	check(extra == 0, "%s: no status for an aborted command after the response (%d)",
+	      name, extra);
+	resp = raw_tur(r);
+	check(resp == (fn == TMF_LUN_RESET ? 1 : 0), "%s: the connection carries commands "
+	      "(%d unit attentions)", name, resp);
+	check(raw_units_whole(r, base, 16 * 128, 11, 11), "%s: aborted writes left the data whole",
+	      name);
+	resp = raw_tur(other);
+	check(resp >= 0 && raw_write_verify(other, AB_LBA + 4096, 64, 4),
+	      "%s: another session works (%d unit attentions)", name, resp);
+	(void)itts;
+}
+
+static int cmd_abort(int argc, char **argv)
+{
+	struct raw r, o;
+
+	(void)argc; (void)argv;
+	raw_open(&r, 3, false);
+	raw_open(&o, 4, false);
+	abort_one(&r, &o);
+	abort_many(&r, &o, TMF_ABORT_SET, "abort task set");
+	abort_many(&r, &o, TMF_LUN_RESET, "lun reset");
+	raw_close(&r);
+	raw_close(&o);
+	return 0;
+}
+
+/* relogin: a session holds a WRITE with its R2T outstanding; the same
+ * initiator logs in with a new ISID (a second session, both work), then
+ * with the old ISID (RFC 7143 6.3.5: the old session is reinstated, its
+ * connection closed, its task dropped). */
+static int cmd_relogin(int argc, char **argv)
+{
+	uint8_t *buf = malloc(256 * BLK);
+	struct raw a, b, c;
+	struct pdu r2t, p;
+	uint32_t itt;
+
+	(void)argc; (void)argv;
+	raw_open(&a, 10, false);
+	itt = start_write(&a, 230000, 256, &r2t);
+	check(itt != 0, "relogin: first session's WRITE waits for data");
+	raw_open(&b, 11, false);
+	check(raw_write_verify(&b, 231000, 64, 21), "relogin: new ISID, a second session does I/O");
+	pattern(buf, 230000, 256, 22);
+	if (itt) {
+		raw_answer_r2t(&a, &r2t, buf);
+		pdu_free(&r2t);
+		check(raw_recv(&a, &p, WAIT_MS) == 0 && (p.h[0] & 0x3f) == OP_SCSI_RSP &&
+		      p.h[3] == 0, "relogin: the first session's WRITE completes after that");
+		pdu_free(&p);
+	}
+	check(raw_units_whole(&b, 230000, 256, 22, 22), "relogin: its data is there");
+	itt = start_write(&a, 232000, 256, &r2t);
+	pdu_free(&r2t);
+	raw_open(&c, 10, false);
+	check(raw_recv(&a, &p, WAIT_MS) == -1,
+	      "relogin: same ISID again: the old connection is closed (reinstatement)");
+	pdu_free(&p);
+	check(raw_write_verify(&c, 233000, 64, 23), "relogin: the reinstated session does I/O");
+	check(raw_write_verify(&b, 231000, 64, 24), "relogin: the other session still does I/O");
+	raw_close(&a);
+	raw_close(&b);
+	raw_close(&c);
+	free(buf);
+	return 0;
+}
+
+/* r2treset: REPEAT times, a WRITE of 1 MiB gets its R2T, part of the data
+ * goes, then the TCP connection is reset. Then a new session works. */
+static int cmd_r2treset(int argc, char **argv)
+{
+	int n = argc > 0 ? atoi(argv[0]) : 1, good = 0;
+	uint8_t *buf = malloc(2048 * BLK);
+	struct raw r;
+
+	pattern(buf, 240000, 2048, 31);
+	for (int i = 0; i < n; i++) {
+		struct pdu r2t;
+		uint32_t itt;
+
+		raw_open(&r, 20, false);
+		itt = start_write(&r, 240000, 2048, &r2t);
+		if (itt) {
+			raw_data_out(&r, itt, be32(r2t.h + 20), 0, 0, buf, 65536, false);
+			pdu_free(&r2t);
+			good++;
+		}
+		if (i & 1)
+			raw_reset(&r);
+		else
+			raw_close(&r);
+	}
+	check(good == n, "r2treset: %d of %d WRITEs had their R2T when the connection went",
+	      good, n);
+	raw_open(&r, 20, false);
+	check(raw_write_verify(&r, 240000, 2048, 32), "r2treset: a new session writes and reads 1 MiB");
+	raw_close(&r);
+	free(buf);
+	return 0;
+}
+
+/* cmdsn: the window edges (RFC 7143 4.2.2.1). A command at MaxCmdSN is
+ * taken (held until its turn), one beyond is ignored, one already taken
+ * too; ExpCmdSN moves on. */
+static int cmd_cmdsn(int argc, char **argv)
+{
+	uint8_t cdb[16] = { 0 };        /* TEST UNIT READY */
+	uint32_t max, exp, beyond_itt, at_max_itt, got = 0, n;
+	bool beyond_seen = false, at_max_seen = false, order_ok = true;
+	struct raw r;
+	struct pdu p;
+
+	(void)argc; (void)argv;
+	raw_open(&r, 30, false);
+	exp = r.exp_cmdsn;
+	max = r.max_cmdsn;
+	check(exp == r.cmdsn && (int32_t)(max - exp) >= 0,
+	      "cmdsn: window [%u, %u], our next CmdSN %u", exp, max, r.cmdsn);
+	beyond_itt = raw_cmd_sn(&r, cdb, 0, 0, NULL, 0, max + 1);
+	at_max_itt = raw_cmd_sn(&r, cdb, 0, 0, NULL, 0, max);
+	check(quiet(&r) == 0, "cmdsn: nothing answered while ExpCmdSN has not reached them");
+	n = max - exp;
+	for (uint32_t i = 0; i < n; i++)
+		raw_cmd_sn(&r, cdb, 0, 0, NULL, 0, exp + i);
+	r.cmdsn = max + 1;
+	for (;;) {
+		int rc = raw_recv(&r, &p, QUIET_MS * 2);
+
+		if (rc < 0)
+			break;
+		if (raw_ping_reply(&r, &p))
+			continue;
+		if ((p.h[0] & 0x3f) == OP_SCSI_RSP) {
+			uint32_t itt = be32(p.h + 16);
+
+			beyond_seen |= itt == beyond_itt;
+			at_max_seen |= itt == at_max_itt;
+			if (itt == at_max_itt && got != n)
+				order_ok = false;
+			got++;
+		}
+		pdu_free(&p);
+	}
+	check(got == n + 1 && at_max_seen && order_ok,
+	      "cmdsn: %u commands up to MaxCmdSN answered, the one at MaxCmdSN last (%u)", n + 1, got);
+	check(!beyond_seen, "cmdsn: the command beyond MaxCmdSN was ignored");
+	check(r.exp_cmdsn == max + 1, "cmdsn: ExpCmdSN advanced to %u (want %u)", r.exp_cmdsn,
+	      max + 1);
+	check((int32_t)(r.max_cmdsn - r.exp_cmdsn) >= 0, "cmdsn: the window is open again: [%u, %u]",
+	      r.exp_cmdsn, r.max_cmdsn);
+	/* a CmdSN already taken: ignored, not executed twice */
+	raw_cmd_sn(&r, cdb, 0, 0, NULL, 0, exp);
+	check(quiet(&r) == 0, "cmdsn: a CmdSN already taken is ignored");
+	check(raw_tur(&r) == 0, "cmdsn: the session goes on at ExpCmdSN");
+	check(raw_write_verify(&r, 250000, 64, 41), "cmdsn: I/O after the window edges");
+	raw_close(&r);
+	return 0;
+}
+
+/* malformed: each bad PDU on a session of its own ends in a Reject or a
+ * dropped connection; a bystander session keeps working throughout. */
+enum bad {
+	BAD_OPCODE, BAD_OVERSIZE, BAD_HDIGEST, BAD_DDIGEST, BAD_LOGIN_IN_FFP,
+	BAD_SNACK, BAD_DATA_UNKNOWN, BAD_IMM_OVER_EDTL, BAD_AHS_GARBAGE, BAD_COUNT
+};
+
+static const char *const bad_name[BAD_COUNT] = {
+	"unknown opcode 0x1f", "data segment of 16 MiB - 1", "bad header digest",
+	"bad data digest", "login request in full feature phase", "SNACK at ERL 0",
+	"Data-Out for no task", "immediate data beyond EDTL", "AHS of garbage",
+};
+
+/* 1: Reject seen (and connection usable), 2: answered normally (and
+ * usable), 0: dropped, -1: none of these. */
+static int bad_outcome(struct raw *r, uint8_t want_reason)
+{
+	struct pdu p;
+
+	for (;;) {
+		int rc = raw_recv(r, &p, WAIT_MS);
+
+		if (rc == -1)
+			return 0;
+		if (rc < 0)
+			return -1;
+		if (raw_ping_reply(r, &p))
+			continue;
+		if ((p.h[0] & 0x3f) == OP_REJECT) {
+			uint8_t reason = p.h[2];
+
+			pdu_free(&p);
+			if (want_reason && reason != want_reason)
+				printf("# reject reason 0x%02x, expected 0x%02x\n", reason, want_reason);
+			/* after a Reject the connection may still close (digest errors) */
+			rc = raw_tur(r);
+			return rc >= 0 ? 1 : 0;
+		}
+		if ((p.h[0] & 0x3f) == OP_DATA_IN && !(p.h[1] & F_STATUS)) {
+			pdu_free(&p);
+			continue;
+		}
+		if ((p.h[0] & 0x3f) == OP_SCSI_RSP || (p.h[0] & 0x3f) == OP_DATA_IN) {
+			/* executed as if the oddity were not there */
+			pdu_free(&p);
+			return raw_tur(r) >= 0 ? 2 : 0;
+		}
+		printf("# answer: PDU 0x%02x\n", p.h[0] & 0x3f);
+		pdu_free(&p);
+		return -1;
+	}
+}
+
+static void bad_one(enum bad b, struct raw *bystander)
+{
+	bool digests = b == BAD_HDIGEST || b == BAD_DDIGEST;
+	uint8_t h[48] = { 0 }, cdb[16], data[4096] = { 0 };
+	int out, want;          /* 1 Reject, 0 drop, 2 any of bad_outcome's */
+	struct raw r;
+
+	raw_open(&r, (uint8_t)(40 + b), digests);
+	put32(h + 16, r.itt++);
+	put32(h + 24, r.cmdsn);
+	put32(h + 28, r.statsn_exp);
+	switch (b) {
+	case BAD_OPCODE:
+		h[0] = 0x1f;
+		h[1] = F_FINAL;
+		raw_send(&r, h, NULL, 0);
+		want = 1;
+		break;
+	case BAD_OVERSIZE:
+		h[0] = OP_SCSI_CMD;
+		h[1] = F_FINAL | F_WRITE;
+		put32(h + 20, 0xffffff);
+		cdb_rw(h + 32, 0x8a, 260000, 32767);
+		put_dlen(h, 0xffffff);
+		write_all(r.fd, h, 48);         /* the header only: it must not wait */
+		write_all(r.fd, data, sizeof(data));
+		want = 0;
+		break;
+	case BAD_HDIGEST:
+		cdb_rw(cdb, 0x88, 260000, 8);
+		memcpy(h + 32, cdb, 16);
+		h[0] = OP_SCSI_CMD;
+		h[1] = F_FINAL | F_READ;
+		put32(h + 20, 4096);
+		raw_send_ex(&r, h, NULL, 0, true, false);
+		want = 0;
+		break;
+	case BAD_DDIGEST:
+		h[0] = OP_SCSI_CMD;
+		h[1] = F_FINAL | F_WRITE;
+		put32(h + 20, 4096);
+		cdb_rw(h + 32, 0x8a, 260000, 8);
+		raw_send_ex(&r, h, data, 4096, false, true);
+		want = 2;
+		break;
+	case BAD_LOGIN_IN_FFP:
+		h[0] = OP_LOGIN_REQ | OP_IMMEDIATE;
+		h[1] = 0x80 | 1 << 2 | 3;
+		raw_send(&r, h, "InitiatorName=x", 16);
+		want = 0;
+		break;
+	case BAD_SNACK:
+		h[0] = OP_SNACK;
+		h[1] = F_FINAL;
+		raw_send(&r, h, NULL, 0);
+		want = 1;
+		break;
+	case BAD_DATA_UNKNOWN:
+		raw_data_out(&r, 0x7777, 0x1234, 0, 0, data, 4096, true);
+		want = 2;
+		break;
+	case BAD_IMM_OVER_EDTL:
+		h[0] = OP_SCSI_CMD;
+		h[1] = F_FINAL | F_WRITE;
+		put32(h + 20, 512);
+		cdb_rw(h + 32, 0x8a, 260000, 1);
+		raw_send(&r, h, data, 4096);
+		want = 2;
+		break;
+	case BAD_AHS_GARBAGE:
+		h[0] = OP_SCSI_CMD;
+		h[1] = F_FINAL | F_READ;
+		h[4] = 255;                     /* 1020 bytes of AHS, all zero */
+		put32(h + 20, 4096);
+		cdb_rw(h + 32, 0x88, 260000, 8);
+		write_all(r.fd, h, 48);
+		{
+			uint8_t *ahs = calloc(1, 1020);
+
+			write_all(r.fd, ahs, 1020);
+			free(ahs);
+		}
+		want = 2;
+		break;
+	default:
+		return;
+	}
+	if (b != BAD_DATA_UNKNOWN) {
+		out = bad_outcome(&r, b == BAD_OPCODE ? 0x05 : b == BAD_SNACK ? 0x03 : 0);
+	} else {
+		/* silently dropped data: the connection goes on, or closes */
+		out = raw_tur(&r) >= 0 ? 1 : 0;
+	}
+	check(out >= 0 && (want == 2 || out == want), "malformed: %s: %s", bad_name[b],
+	      out == 1 ? "Reject or ignored, connection usable" : out == 2 ?
+	      "executed, connection usable" : out == 0 ? "connection dropped" :
+	      "no Reject, no drop");
+	check(raw_write_verify(bystander, 261000, 16, 50 + b),
+	      "malformed: %s: the other session keeps working", bad_name[b]);
+	raw_close(&r);
+}
+
+static int cmd_malformed(int argc, char **argv)
+{
+	struct raw by;
+
+	(void)argc; (void)argv;
+	raw_open(&by, 39, false);
+	for (int b = 0; b < BAD_COUNT; b++)
+		bad_one((enum bad)b, &by);
+	raw_close(&by);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} cmds[] = {
+	{ "many", cmd_many }, { "chap", cmd_chap }, { "refused", cmd_refused },
+	{ "digest", cmd_digest }, { "abort", cmd_abort }, { "relogin", cmd_relogin },
+	{ "r2treset", cmd_r2treset }, { "cmdsn", cmd_cmdsn }, { "malformed", cmd_malformed },
+};
+
+int main(int argc, char **argv)
+{
+	char *colon;
+
+	if (argc < 4) {
+		fprintf(stderr, "usage: %s COMMAND HOST:PORT IQN [ARGS]\n", argv[0]);
+		return 99;
+	}
+	crc_init();
+	host = argv[2];
+	colon = strrchr(argv[2], ':');
+	if (!colon)
+		return 99;
+	*colon = '\0';
+	port = colon + 1;
+	if (host[0] == '[') {           /* [::1]:3260 */
+		host++;
+		host = strndup(host, strlen(host) - 1);
+	}
+	iqn = argv[3];
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(cmds[i].name, argv[1]) != 0)
+			continue;
+		if (cmds[i].fn(argc - 4, argv + 4) == 99)
+			return 99;
+		return failures ? 1 : 0;
+	}
+	fprintf(stderr, "%s: unknown command %s\n", argv[0], argv[1]);
+	return 99;
+}
