@@ -32,6 +32,7 @@ struct ckpt {
 	struct req_list    waiters;
 	struct store_bio   bio[FMT_ROOT_SEGS_MAX];
 	struct iovec       iov[FMT_ROOT_SEGS_MAX];
+	struct store_bio   flush_bio;   /* before the root: payload and log durable */
 	struct store_bio   root_bio;
 	struct iovec       root_iov;
 };
@@ -267,6 +268,34 @@ static void ckpt_root_done(struct store_bio *b)
 	ckpt_finish(c);
 }
 
+static void ckpt_write_root(struct store_bio *b)
+{
+	struct ckpt *c = b->owner;
+	struct store_pool *p = c->p;
+
+	if (b->result) {
+		store_pool_fail(p, b->result, "flush before the checkpoint root");
+		c->err = STORE_EFAILED;
+		ckpt_finish(c);
+		return;
+	}
+	c->root_iov.iov_base = c->root;
+	c->root_iov.iov_len = 4096;
+	c->root_bio.op = STORE_BIO_WRITE;
+	c->root_bio.flush = true;
+	c->root_bio.offset = FMT_ROOT_OFF((p->ckpt_gen + 1) % 2);
+	c->root_bio.iov = &c->root_iov;
+	c->root_bio.iovcnt = 1;
+	c->root_bio.done = ckpt_root_done;
+	c->root_bio.owner = c;
+	p->st.device_write_bytes += 4096;
+	p->st.flushes++;
+	p->be->ops->submit(p->be, &c->root_bio);
+}
+
+/* The payload is written. A bio's flush comes after its write, so the root
+ * waits for a flush of its own: otherwise a device cache could keep the
+ * root and lose the payload or the log records the root covers. */
 static void ckpt_payload_done(struct store_bio *b)
 {
 	struct ckpt *c = b->owner;
@@ -282,18 +311,11 @@ static void ckpt_payload_done(struct store_bio *b)
 		ckpt_finish(c);
 		return;
 	}
-	c->root_iov.iov_base = c->root;
-	c->root_iov.iov_len = 4096;
-	c->root_bio.op = STORE_BIO_WRITE;
-	c->root_bio.flush = true;       /* the payload's writes completed first */
-	c->root_bio.offset = FMT_ROOT_OFF((p->ckpt_gen + 1) % 2);
-	c->root_bio.iov = &c->root_iov;
-	c->root_bio.iovcnt = 1;
-	c->root_bio.done = ckpt_root_done;
-	c->root_bio.owner = c;
-	p->st.device_write_bytes += 4096;
+	c->flush_bio.op = STORE_BIO_FLUSH;
+	c->flush_bio.done = ckpt_write_root;
+	c->flush_bio.owner = c;
 	p->st.flushes++;
-	p->be->ops->submit(p->be, &c->root_bio);
+	p->be->ops->submit(p->be, &c->flush_bio);
 }
 
 static void ckpt_note_dead(struct store_pool *p, struct ckpt *c)

@@ -223,8 +223,17 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 		fit = fit > data ? fit - data : 0;
 		if (want > fit && (r->type != REQ_WRITE || fit == 0))
 			break;
-		if (want > fit)
-			want = fit;     /* the rest of this write goes in the next record */
+		if (want > fit) {
+			/* The rest of this write goes in the next record. Cut it
+			 * where a 4 KiB block of the volume ends: a power cut
+			 * between the two records must not tear a block (the
+			 * LUN's physical block is 4 KiB). */
+			uint64_t cut = (r->lba + r->sealed + fit) % (STORE_BLOCK / STORE_SECTOR);
+
+			if (fit <= cut)
+				break;
+			want = fit - cut;
+		}
 		be = &b->ents[b->n++];
 		memset(be, 0, sizeof(*be));
 		be->req = r;
@@ -348,8 +357,13 @@ static void batch_submit(struct store_pool *p, struct batch *b)
 static size_t log_room(struct store_pool *p)
 {
 	size_t room = p->seg_bytes - p->cur_off;
+	/* a tail too small for a useful record is left empty; small segments
+	 * (tests) keep more records each */
+	size_t least = 2 * STORE_BLOCK + round4k(STORE_BATCH_MAX_BYTES / 64);
 
-	if (room < 2 * STORE_BLOCK + round4k(STORE_BATCH_MAX_BYTES / 64)) {
+	if (least > p->seg_bytes / 8)
+		least = p->seg_bytes / 8;
+	if (room < least) {
 		int rc = log_next_segment(p);
 
 		if (rc == -EAGAIN)
