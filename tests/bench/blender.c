@@ -800,8 +800,10 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 	    o->sessions > SESSIONS_MAX || o->read_pct > 100 || o->bs_max > (16u << 20) ||
 	    ((o->state || o->readback_only) && !o->verify))
 		usage();
-	if (o->fill)
+	if (o->fill) {
+		o->pattern = PAT_SEQ;
 		o->seconds = 0;
+	}
 	o->url = argv[optind];
 }
 

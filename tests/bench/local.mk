@@ -15,3 +15,4 @@ tests_bench_blender_SOURCES = %reldir%/blender.c
 # libiscsi's <iscsi/iscsi.h>; blender includes no sluice header
 tests_bench_blender_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
 tests_bench_blender_LDADD = $(LIBISCSI_LIBS)
+EXTRA_DIST += %reldir%/blender-vs-tgt.sh
