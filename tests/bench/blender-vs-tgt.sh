@@ -49,32 +49,28 @@ bytes=$(numfmt --from=iec "$SIZE") || exit 1
 work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-blender-vs-tgt.XXXXXX") || exit 1
 spid= tpid= cport=
 
-stop_tgtd() {
-	[ -n "$tpid" ] || return 0
-	# tgtd ignores SIGTERM; offline, then delete the system, is its exit
-	tgtadm -C "$cport" --op update --mode sys --name State -v offline >/dev/null 2>&1
-	tgtadm -C "$cport" --op delete --mode system >/dev/null 2>&1
-	for _ in $(seq 50); do
-		kill -0 "$tpid" 2>/dev/null || break
+# reap PID TENTHS: wait that long for PID to exit, then kill it.
+reap() {
+	for _ in $(seq "$2"); do
+		kill -0 "$1" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -KILL "$tpid" 2>/dev/null
-	wait "$tpid" 2>/dev/null
-	rm -f "/var/run/tgtd/socket.$cport" "/var/run/tgtd/socket.$cport.lock"
-	tpid=
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
 }
 
 cleanup() {
 	if [ -n "$spid" ]; then
 		kill -TERM "$spid" 2>/dev/null
-		for _ in $(seq 100); do
-			kill -0 "$spid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$spid" 2>/dev/null
-		wait "$spid" 2>/dev/null
+		reap "$spid" 100
 	fi
-	stop_tgtd
+	if [ -n "$tpid" ]; then
+		# tgtd ignores SIGTERM; offline, then delete the system, is its exit
+		tgtadm -C "$cport" --op update --mode sys --name State -v offline >/dev/null 2>&1
+		tgtadm -C "$cport" --op delete --mode system >/dev/null 2>&1
+		reap "$tpid" 50
+		rm -f "/var/run/tgtd/socket.$cport" "/var/run/tgtd/socket.$cport.lock"
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
