@@ -23,10 +23,13 @@ PACKAGES=(
 	# build
 	build-essential autoconf automake libtool pkg-config
 	libev-dev libjansson-dev libcmocka-dev liburing-dev libisal-dev nettle-dev
+	libsystemd-dev
 	# sanitizer and fuzzer trees, benchmarks, HTTP tests
 	clang libclang-rt-14-dev fio curl jq openssl python3-yaml
 	# the HTTP API and sluicectl
 	libmicrohttpd-dev libcurl4-openssl-dev
+	# the Debian package (packaging/build-deb.sh and its test)
+	dpkg-dev debhelper
 	# later issues: iSCSI clients and the reference target
 	libiscsi-dev libiscsi-bin qemu-utils qemu-block-extra tgt
 )

@@ -309,6 +309,7 @@ void daemon_drain(struct sluiced *d)
 		return;
 	}
 	d->draining = true;
+	daemon_notify_stopping(d);
 	if (d->iscsi) {
 		log_info("draining: stopping the iSCSI target");
 		iscsi_srv_stop(d->iscsi, daemon_iscsi_stopped_cb, d);
@@ -325,6 +326,7 @@ static void daemon_teardown(struct sluiced *d)
 		ev_run(d->loop, 0);             /* until daemon_pool_closed_cb */
 	}
 	if (d->loop) {
+		daemon_notify_stop(d);
 		ev_loop_destroy(d->loop);
 		d->loop = NULL;
 	}
@@ -337,13 +339,16 @@ int daemon_run(struct sluiced *d)
 	d->ready_fd = -1;
 	for (size_t i = 0; i < sizeof(daemon_steps) / sizeof(daemon_steps[0]); i++) {
 		log_debug("start-up: %s", daemon_steps[i].name);
+		daemon_notify_status("start-up: %s", daemon_steps[i].name);
 		if (daemon_steps[i].run(d) < 0) {
+			daemon_notify_status("start-up failed: %s", daemon_steps[i].name);
 			daemon_teardown(d);
 			return DAEMON_EXIT_FAILED;
 		}
 	}
 	daemon_ready_log(d);
 	daemon_detach_ready(d);
+	daemon_notify_ready(d);
 	ev_run(d->loop, 0);
 	if (d->close_err < 0)
 		rc = DAEMON_EXIT_FAILED;

@@ -34,6 +34,8 @@ struct sluiced {
 	bool               draining;
 	int                close_err;   /* from store_pool_close(); 0 if clean */
 	int                ready_fd;    /* detach.c: tells the parent we are up; -1 */
+	ev_timer           notify_status_timer, notify_watchdog;   /* notify.c */
+	char               notify_status[128];  /* the last STATUS= sent */
 };
 
 /* Runs the daemon configured in d->cfg until SIGTERM/SIGINT has drained it.
@@ -48,6 +50,15 @@ void daemon_drain(struct sluiced *d);
  * still reach the terminal that started it. */
 int  daemon_detach(struct sluiced *d);
 void daemon_detach_ready(struct sluiced *d);
+
+/* systemd's service notification (notify.c, sd_notify(3)); no-ops unless
+ * NOTIFY_SOCKET is set. _ready sends READY=1 and the serving STATUS=, then
+ * keeps STATUS= current and pings WATCHDOG=1 if WatchdogSec= asks for it;
+ * _stopping sends STOPPING=1; _stop stops the timers before the loop goes. */
+void daemon_notify_ready(struct sluiced *d);
+void daemon_notify_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void daemon_notify_stopping(struct sluiced *d);
+void daemon_notify_stop(struct sluiced *d);
 
 /* The offline pool check behind both `sluiced --check` and sluice-fsck
  * (check.c): opens path read-only, prints every problem and a summary to
