@@ -33,13 +33,6 @@
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 #endif
 
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                      \
-	for ((var) = TAILQ_FIRST(head);                                 \
-	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1);             \
-	     (var) = (tvar))
-#endif
-
 #define ISCSI_QUEUE_DEPTH       128u            /* commands in flight per session */
 #define ISCSI_IMMEDIATE_MAX     16u             /* immediate commands in flight */
 #define ISCSI_R2T_MAX           4u              /* MaxOutstandingR2T we accept */

@@ -8,7 +8,8 @@ libsl_iscsi_a_SOURCES = \
 	%reldir%/iscsi_proto.h %reldir%/scsi_spec.h %reldir%/scsi.h \
 	%reldir%/srv.c %reldir%/conn.c %reldir%/params.c %reldir%/login.c \
 	%reldir%/session.c %reldir%/target.c \
-	%reldir%/scsi.c %reldir%/lu.c %reldir%/spc.c %reldir%/sbc.c
+	%reldir%/scsi.c %reldir%/lu.c %reldir%/spc.c %reldir%/sbc.c \
+	%reldir%/pr.h %reldir%/pr.c
 
 # What a program serving iSCSI links, in link order.
 SL_ISCSI_LIBS = libsl_iscsi.a $(JANSSON_LIBS) $(NETTLE_LIBS) $(SL_STORE_LIBS)

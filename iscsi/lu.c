@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "iscsi/pr.h"
 #include "iscsi/scsi.h"
 
 static void scsi_lu_naa(struct scsi_lu *lu, const uint8_t uuid[16])
@@ -57,6 +58,12 @@ int scsi_lu_get(struct store_pool *p, const uint8_t uuid[16], const struct scsi_
 		return err;
 	}
 	store_vol_get_info(lu->vol, &info);
+	err = pr_lu_get(p, uuid, info.id, &lu->pr);
+	if (err < 0) {
+		store_vol_close(lu->vol);
+		free(lu);
+		return err;
+	}
 	lu->pool = p;
 	lu->io = io;
 	lu->refs = 1;
@@ -91,6 +98,8 @@ void scsi_itl_attach(struct scsi_itl *itl, struct scsi_lu *lu, uint64_t lun)
 
 void scsi_itl_detach(struct scsi_itl *itl)
 {
+	if (itl->port)                  /* the nexus ends: its RESERVE with it */
+		pr_port_gone(itl->lu->pr, itl->port);
 	TAILQ_REMOVE(&itl->lu->itls, itl, lu_link);
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "iscsi/pr.h"
 #include "iscsi/scsi.h"
 
 /* Task buffers */
@@ -144,6 +145,13 @@ struct iovec *scsi_buf_iov(const struct scsi_buf *b, uint32_t off, uint32_t len,
 int scsi_good(struct scsi_task *t)
 {
 	t->status = SCSI_STATUS_GOOD;
+	t->sense_len = 0;
+	return SCSI_DONE;
+}
+
+int scsi_reservation_conflict(struct scsi_task *t)
+{
+	t->status = SCSI_STATUS_RESERVATION_CONFLICT;
 	t->sense_len = 0;
 	return SCSI_DONE;
 }
@@ -296,6 +304,9 @@ static const struct {
 	{ SCSI_UA_CMDS_CLEARED, SCSI_ASC_COMMANDS_CLEARED },
 	{ SCSI_UA_MODE_CHANGED, SCSI_ASC_MODE_PARAMS_CHANGED },
 	{ SCSI_UA_CAPACITY,     SCSI_ASC_CAPACITY_CHANGED },
+	{ SCSI_UA_RES_PREEMPTED, 0x2a03 },     /* RESERVATIONS PREEMPTED */
+	{ SCSI_UA_RES_RELEASED, 0x2a04 },      /* RESERVATIONS RELEASED */
+	{ SCSI_UA_REG_PREEMPTED, 0x2a05 },     /* REGISTRATIONS PREEMPTED */
 };
 
 /* Reports (and clears) the first pending UA of the nexus. A reset
@@ -397,6 +408,11 @@ int scsi_task_prepare(struct scsi_task *t)
 		t->xfer = 0;
 		return 1;
 	}
+	if (t->itl && pr_check(t) != 0) {
+		t->desc = NULL;
+		t->xfer = 0;
+		return 1;
+	}
 	if ((d->flags & SCMD_WRITE) && (t->itl->lu->swp || t->itl->lu->snapshot)) {
 		/* SPC-4 7.5.8 SWP; a snapshot is read-only */
 		t->desc = NULL;
@@ -434,18 +450,21 @@ void scsi_task_fini(struct scsi_task *t)
 
 static const struct scsi_cmd_desc scsi_sai16[32] = {
 	[SCSI_SAI_READ_CAPACITY_16] = { "READ CAPACITY(16)", sbc_read_capacity16, NULL, NULL,
-		SCMD_DATA_IN, 16, { 0x1f, RW_LBA8, RW_LBA4, 0x01, 0 } },
+		SCMD_DATA_IN | SCMD_PR_OK, 16, { 0x1f, RW_LBA8, RW_LBA4, 0x01, 0 } },
 	[SCSI_SAI_GET_LBA_STATUS] = { "GET LBA STATUS", sbc_get_lba_status, NULL, NULL,
 		SCMD_DATA_IN, 16, { 0x1f, RW_LBA8, RW_LBA4, 0, 0 } },
 };
 
 static const struct scsi_cmd_desc scsi_maint_in[32] = {
 	[SCSI_MI_REPORT_OPCODES] = { "REPORT SUPPORTED OPERATION CODES", spc_report_opcodes,
-		NULL, NULL, SCMD_DATA_IN, 12,
+		NULL, NULL, SCMD_DATA_IN | SCMD_PR_OK | SCMD_RESV_OK, 12,
 		{ 0x1f, 0x87, 0xff, 0xff, 0xff, RW_LBA4, 0, 0 } },
 	[SCSI_MI_REPORT_TMFS] = { "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
-		spc_report_tmfs, NULL, NULL, SCMD_DATA_IN, 12,
+		spc_report_tmfs, NULL, NULL, SCMD_DATA_IN | SCMD_PR_OK | SCMD_RESV_OK, 12,
 		{ 0x1f, 0x80, 0, 0, 0, RW_LBA4, 0, 0 } },
+	[SCSI_MI_REPORT_TPGS] = { "REPORT TARGET PORT GROUPS", spc_report_tpgs, NULL, NULL,
+		SCMD_DATA_IN | SCMD_PR_OK | SCMD_RESV_OK, 12,
+		{ 0x3f, 0, 0, 0, 0, RW_LBA4, 0, 0 } },
 };
 
 static const struct scsi_cmd_desc scsi_sanitize[32] = {
@@ -457,23 +476,28 @@ static const struct scsi_cmd_desc scsi_sanitize[32] = {
 
 const struct scsi_cmd_desc scsi_cmds[256] = {
 	[SCSI_TEST_UNIT_READY] = { "TEST UNIT READY", spc_test_unit_ready, NULL, NULL,
-		0, 6, { 0, 0, 0, 0, 0 } },
+		SCMD_PR_OK, 6, { 0, 0, 0, 0, 0 } },
 	[SCSI_REQUEST_SENSE] = { "REQUEST SENSE", spc_request_sense, NULL, NULL,
-		SCMD_DATA_IN | SCMD_NO_UA | SCMD_NO_LUN, 6, { 0x01, 0, 0, 0xff, 0 } },
+		SCMD_DATA_IN | SCMD_NO_UA | SCMD_NO_LUN | SCMD_PR_OK | SCMD_RESV_OK, 6,
+		{ 0x01, 0, 0, 0xff, 0 } },
 	[SCSI_READ_6] = { "READ(6)", sbc_read, sbc_decode_rw6, NULL,
 		SCMD_DATA_IN, 6, { 0x1f, 0xff, 0xff, 0xff, 0 } },
 	[SCSI_WRITE_6] = { "WRITE(6)", sbc_write, sbc_decode_rw6, NULL,
 		SCMD_DATA_OUT | SCMD_WRITE, 6, { 0x1f, 0xff, 0xff, 0xff, 0 } },
 	[SCSI_INQUIRY] = { "INQUIRY", spc_inquiry, NULL, NULL,
-		SCMD_DATA_IN | SCMD_NO_UA | SCMD_NO_LUN, 6, { 0x01, 0xff, 0xff, 0xff, 0 } },
+		SCMD_DATA_IN | SCMD_NO_UA | SCMD_NO_LUN | SCMD_PR_OK | SCMD_RESV_OK, 6,
+		{ 0x01, 0xff, 0xff, 0xff, 0 } },
 	[SCSI_MODE_SELECT_6] = { "MODE SELECT(6)", spc_mode_select, spc_decode_mode_select,
 		NULL, SCMD_DATA_OUT, 6, { 0x11, 0, 0, 0xff, 0 } },
+	[SCSI_RESERVE_6] = { "RESERVE(6)", pr_reserve, NULL, NULL, 0, 6, { 0, 0, 0, 0, 0 } },
+	[SCSI_RELEASE_6] = { "RELEASE(6)", pr_release, NULL, NULL, SCMD_RESV_OK, 6,
+		{ 0, 0, 0, 0, 0 } },
 	[SCSI_MODE_SENSE_6] = { "MODE SENSE(6)", spc_mode_sense, NULL, NULL,
 		SCMD_DATA_IN, 6, { 0x08, 0xff, 0xff, 0xff, 0 } },
 	[SCSI_START_STOP_UNIT] = { "START STOP UNIT", spc_start_stop_unit, NULL, NULL,
 		0, 6, { 0x01, 0, 0x0f, 0xf7, 0 } },
 	[SCSI_READ_CAPACITY_10] = { "READ CAPACITY(10)", sbc_read_capacity10, NULL, NULL,
-		SCMD_DATA_IN, 10, { 0, RW_LBA4, 0, 0, 0x01, 0 } },
+		SCMD_DATA_IN | SCMD_PR_OK, 10, { 0, RW_LBA4, 0, 0, 0x01, 0 } },
 	[SCSI_READ_10] = { "READ(10)", sbc_read, sbc_decode_rw10, NULL,
 		SCMD_DATA_IN, 10, { 0x1e, RW_LBA4, 0x1f, 0xff, 0xff, 0 } },
 	[SCSI_WRITE_10] = { "WRITE(10)", sbc_write, sbc_decode_rw10, NULL,
@@ -495,8 +519,16 @@ const struct scsi_cmd_desc scsi_cmds[256] = {
 	[SCSI_SANITIZE] = { "SANITIZE", NULL, NULL, scsi_sanitize, SCMD_SA, 10, { 0 } },
 	[SCSI_MODE_SELECT_10] = { "MODE SELECT(10)", spc_mode_select, spc_decode_mode_select,
 		NULL, SCMD_DATA_OUT, 10, { 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0 } },
+	[SCSI_RESERVE_10] = { "RESERVE(10)", pr_reserve, NULL, NULL, 0, 10,
+		{ 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0 } },
+	[SCSI_RELEASE_10] = { "RELEASE(10)", pr_release, NULL, NULL, SCMD_RESV_OK, 10,
+		{ 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0 } },
 	[SCSI_MODE_SENSE_10] = { "MODE SENSE(10)", spc_mode_sense, NULL, NULL,
 		SCMD_DATA_IN, 10, { 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0 } },
+	[SCSI_PERSISTENT_RESERVE_IN] = { "PERSISTENT RESERVE IN", pr_in, NULL, NULL,
+		SCMD_DATA_IN | SCMD_PR_OK, 10, { 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0 } },
+	[SCSI_PERSISTENT_RESERVE_OUT] = { "PERSISTENT RESERVE OUT", pr_out, pr_decode_out, NULL,
+		SCMD_DATA_OUT | SCMD_PR_OK, 10, { 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0 } },
 	[SCSI_READ_16] = { "READ(16)", sbc_read, sbc_decode_rw16, NULL,
 		SCMD_DATA_IN, 16, { 0x1e, RW_LBA8, RW_LBA4, 0x1f, 0 } },
 	[SCSI_WRITE_16] = { "WRITE(16)", sbc_write, sbc_decode_rw16, NULL,
@@ -514,7 +546,7 @@ const struct scsi_cmd_desc scsi_cmds[256] = {
 	[SCSI_SERVICE_ACTION_IN_16] = { "SERVICE ACTION IN(16)", NULL, NULL, scsi_sai16,
 		SCMD_SA, 16, { 0 } },
 	[SCSI_REPORT_LUNS] = { "REPORT LUNS", spc_report_luns, NULL, NULL,
-		SCMD_DATA_IN | SCMD_NO_UA | SCMD_NO_LUN, 12,
+		SCMD_DATA_IN | SCMD_NO_UA | SCMD_NO_LUN | SCMD_PR_OK | SCMD_RESV_OK, 12,
 		{ 0, 0xff, 0, 0, 0, RW_LBA4, 0, 0 } },
 	[SCSI_MAINTENANCE_IN] = { "MAINTENANCE IN", NULL, NULL, scsi_maint_in,
 		SCMD_SA, 12, { 0 } },

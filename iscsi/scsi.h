@@ -21,6 +21,13 @@
 #include "iscsi/scsi_spec.h"
 #include "store/store.h"
 
+#ifndef TAILQ_FOREACH_SAFE      /* BSD's, missing from glibc's sys/queue.h */
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                      \
+	for ((var) = TAILQ_FIRST(head);                                 \
+	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1);             \
+	     (var) = (tvar))
+#endif
+
 #define SCSI_BLOCK              512u            /* logical block */
 #define SCSI_BUF_CHUNK          (256u << 10)    /* task buffers come in chunks */
 #define SCSI_MAX_XFER_BLOCKS    65536u          /* 32 MiB: VPD B0 MAXIMUM TRANSFER LENGTH */
@@ -59,7 +66,10 @@ enum {
 	SCSI_UA_CMDS_CLEARED    = 1u << 3,      /* 2F/00 */
 	SCSI_UA_MODE_CHANGED    = 1u << 4,      /* 2A/01 */
 	SCSI_UA_CAPACITY        = 1u << 5,      /* 2A/09 */
-	SCSI_UA_ALL             = (1u << 6) - 1,
+	SCSI_UA_RES_PREEMPTED   = 1u << 6,      /* 2A/03 (SPC-4 5.13.11.2) */
+	SCSI_UA_RES_RELEASED    = 1u << 7,      /* 2A/04 */
+	SCSI_UA_REG_PREEMPTED   = 1u << 8,      /* 2A/05 */
+	SCSI_UA_ALL             = (1u << 9) - 1,
 };
 
 /* A volume as a logical unit, shared by every session that maps it. */
@@ -87,6 +97,7 @@ struct scsi_lu {
 	bool                    d_sense;        /* control mode page D_SENSE */
 	bool                    swp;            /* control mode page SWP: read-only */
 	bool                    snapshot;       /* a snapshot: read-only whatever SWP says */
+	struct pr_lu           *pr;             /* reservations (pr.h): outlive the LU */
 };
 LIST_HEAD(scsi_lu_list, scsi_lu);
 
@@ -96,14 +107,20 @@ struct scsi_itl {
 	struct scsi_lu         *lu;
 	uint64_t                lun;
 	uint32_t                ua;             /* pending SCSI_UA_* */
+	const struct scsi_port *port;           /* its I_T nexus */
 };
 
 /* The I_T nexus a task arrived on: what INQUIRY and REPORT LUNS describe. */
+#define SCSI_IPORT_MAX          255
 struct scsi_port {
 	const char             *target;         /* iqn */
 	uint16_t                tpgt;           /* relative port = port group */
+	uint16_t                nports;         /* the target's ports: 1..nports */
 	struct scsi_itl        *itls;
 	size_t                  nitls;
+	char                    iport[SCSI_IPORT_MAX + 1]; /* initiator port (pr.h) */
+	/* Aborts the nexus's tasks on lu (PREEMPT AND ABORT); may be NULL. */
+	void                  (*abort)(const struct scsi_port *p, struct scsi_lu *lu);
 };
 
 /* CDB decoded once (CTL's ctl_lba_len_flags). */
@@ -120,6 +137,7 @@ struct scsi_req {
 #define SCSI_RQ_IMMED           0x20u
 
 struct scsi_task;
+struct pr_lu;
 typedef void scsi_done_fn(struct scsi_task *t);
 
 struct scsi_task {
@@ -155,6 +173,8 @@ struct scsi_task {
 #define SCMD_NO_UA              0x08u   /* runs with a unit attention pending */
 #define SCMD_NO_LUN             0x10u   /* runs on an unmapped LUN */
 #define SCMD_WRITE              0x20u   /* changes the medium */
+#define SCMD_PR_OK              0x0400u /* allowed under any persistent reservation */
+#define SCMD_RESV_OK            0x0800u /* allowed under another's RESERVE (SPC-2) */
 
 enum { SCSI_DONE = 0, SCSI_ASYNC = 1 };
 
@@ -187,6 +207,7 @@ int  scsi_sense_info(struct scsi_task *t, uint8_t key, uint16_t asc, uint64_t in
 /* A store error as sense (the one table); write says which way it failed. */
 int  scsi_sense_store(struct scsi_task *t, int err, bool write);
 int  scsi_good(struct scsi_task *t);
+int  scsi_reservation_conflict(struct scsi_task *t);
 /* Copies len bytes of data-in, cut to the allocation length alloc. */
 int  scsi_data_in(struct scsi_task *t, const void *data, uint32_t len, uint32_t alloc);
 void scsi_task_async_done(struct scsi_task *t);
@@ -207,7 +228,7 @@ uint64_t scsi_lu_blocks(const struct scsi_lu *lu);
 /* spc.c and sbc.c: command handlers and decoders named in scsi_cmds[] */
 scsi_exec_fn spc_test_unit_ready, spc_request_sense, spc_inquiry, spc_report_luns,
 	spc_mode_sense, spc_mode_select, spc_report_opcodes, spc_report_tmfs,
-	spc_start_stop_unit;
+	spc_start_stop_unit, spc_report_tpgs;
 scsi_decode_fn spc_decode_mode_select;
 scsi_exec_fn sbc_read, sbc_write, sbc_verify, sbc_sync_cache, sbc_prefetch,
 	sbc_read_capacity10, sbc_read_capacity16, sbc_get_lba_status, sbc_unmap,

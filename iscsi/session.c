@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "iscsi/internal.h"
+#include "iscsi/pr.h"
 
 typedef void iscsi_rx_fn(struct iscsi_conn *c, struct iscsi_pdu *p);
 
@@ -60,6 +61,7 @@ static void iscsi_task_respond(struct iscsi_task *t);
 static void iscsi_task_exec(struct iscsi_task *t);
 static void iscsi_task_data_out(struct iscsi_task *t);
 static void iscsi_logout_try(struct iscsi_sess *s);
+static void iscsi_port_abort(const struct scsi_port *p, struct scsi_lu *lu);
 
 /* RFC 1982 serial number arithmetic, as RFC 7143 4.2.2.1 requires. */
 static int32_t sn_diff(uint32_t a, uint32_t b)
@@ -99,13 +101,17 @@ void iscsi_sess_update_window(struct iscsi_sess *s)
 /* Sessions */
 
 static void iscsi_sess_reinstate(struct iscsi_srv *srv, const char *initiator,
-                                 const uint8_t isid[6], const struct iscsi_target *tgt)
+                                 const uint8_t isid[6], const struct iscsi_target *tgt,
+                                 uint16_t tpgt)
 {
 	struct iscsi_sess *s;
 
-	/* RFC 7143 6.3.5: a new session with a known ISID replaces the old */
+	/* RFC 7143 6.3.5: a new session with a known ISID replaces the old;
+	 * the session is named by the target portal group too (4.4.1), so
+	 * the same ISID through another portal group is another session */
 	TAILQ_FOREACH(s, &srv->sessions, link) {
 		if (memcmp(s->isid, isid, 6) != 0 || strcasecmp(s->initiator, initiator) != 0 ||
+		    s->port.tpgt != tpgt ||
 		    (s->target == NULL) != (tgt == NULL) ||
 		    (tgt && strcasecmp(s->target->iqn, tgt->iqn) != 0))
 			continue;
@@ -128,7 +134,8 @@ static void iscsi_sess_map_luns(struct iscsi_sess *s)
 			          s->target->luns[i].vol, store_strerror(err));
 			continue;
 		}
-		scsi_itl_attach(&s->itls[s->port.nitls++], lu, s->target->luns[i].lun);
+		scsi_itl_attach(&s->itls[s->port.nitls], lu, s->target->luns[i].lun);
+		s->itls[s->port.nitls++].port = &s->port;
 	}
 }
 
@@ -142,7 +149,7 @@ int iscsi_sess_create(struct iscsi_conn *c, const char *initiator, const uint8_t
 		free(s);
 		return -ENOMEM;
 	}
-	iscsi_sess_reinstate(srv, initiator, isid, tgt);
+	iscsi_sess_reinstate(srv, initiator, isid, tgt, c->tpgt);
 	s->srv = srv;
 	s->conn = c;
 	s->discovery = tgt == NULL;
@@ -158,7 +165,11 @@ int iscsi_sess_create(struct iscsi_conn *c, const char *initiator, const uint8_t
 	TAILQ_INIT(&s->tasks);
 	TAILQ_INIT(&s->held);
 	s->port.tpgt = c->tpgt;
+	s->port.nports = (uint16_t)srv->nportals;
 	s->port.itls = s->itls;
+	/* the I_T nexus reservations know it by (SPC-4 7.6.4.6) */
+	pr_port_name(&s->port, initiator, isid);
+	s->port.abort = iscsi_port_abort;
 	if (tgt) {
 		s->port.target = tgt->iqn;
 		iscsi_sess_map_luns(s);
@@ -952,6 +963,15 @@ static void iscsi_tmf_abort_lu(struct iscsi_srv *srv, struct scsi_lu *lu, const 
 	}
 }
 
+/* PREEMPT AND ABORT (SPC-4 5.13.11.2.5): the preempted nexus's tasks on
+ * lu are aborted, without a response. */
+static void iscsi_port_abort(const struct scsi_port *p, struct scsi_lu *lu)
+{
+	struct iscsi_sess *s = container_of(p, struct iscsi_sess, port);
+
+	iscsi_tmf_abort_lu(s->srv, lu, NULL, s, NULL);
+}
+
 static uint8_t iscsi_tmf_abort_task(struct iscsi_sess *s, const struct iscsi_bhs_tmf *h,
                                     struct iscsi_tmf *tmf)
 {
@@ -975,8 +995,10 @@ static void iscsi_tmf_target_reset(struct iscsi_sess *s, struct iscsi_tmf *tmf)
 	iscsi_tmf_abort_lu(s->srv, NULL, s->target->iqn, NULL, tmf);
 	TAILQ_FOREACH(o, &s->srv->sessions, link)
 		if (o->target && strcasecmp(o->target->iqn, s->target->iqn) == 0)
-			for (size_t i = 0; i < o->port.nitls; i++)
+			for (size_t i = 0; i < o->port.nitls; i++) {
 				scsi_lu_ua_set(o->itls[i].lu, SCSI_UA_BUS_RESET, NULL);
+				pr_lu_reset(o->itls[i].lu->pr);        /* SPC-2 RESERVE */
+			}
 }
 
 static uint8_t iscsi_tmf_run(struct iscsi_sess *s, const struct iscsi_bhs_tmf *h,
@@ -1001,8 +1023,10 @@ static uint8_t iscsi_tmf_run(struct iscsi_sess *s, const struct iscsi_bhs_tmf *h
 		                   tmf);
 		if (fn == ISCSI_TMF_CLEAR_TASK_SET)
 			scsi_lu_ua_set(itl->lu, SCSI_UA_CMDS_CLEARED, itl);
-		if (fn == ISCSI_TMF_LUN_RESET)
+		if (fn == ISCSI_TMF_LUN_RESET) {
 			scsi_lu_ua_set(itl->lu, SCSI_UA_DEVICE_RESET, NULL);
+			pr_lu_reset(itl->lu->pr);       /* SPC-2 RESERVE, not PR */
+		}
 		return ISCSI_TMF_RSP_COMPLETE;
 	case ISCSI_TMF_TARGET_COLD_RESET:
 		tmf->cold = true;

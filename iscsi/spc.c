@@ -103,6 +103,7 @@ static uint32_t spc_inq_standard(const struct scsi_task *t, uint8_t *d)
 	d[2] = SCSI_VERSION_SPC4;
 	d[3] = 0x12;                    /* HISUP, response data format 2 */
 	d[4] = 96 - 5;
+	d[5] |= 0x10;                   /* TPGS 01b: implicit ALUA only (SPC-4 6.4.2) */
 	d[6] = 0x10;                    /* MULTIP: one port per portal group */
 	d[7] = 0x02;                    /* CMDQUE */
 	memcpy(d + 8, SPC_VENDOR, 8);
@@ -556,6 +557,31 @@ int spc_report_tmfs(struct scsi_task *t)
 	if (repd)
 		d[3] = 0x0c;    /* additional data length */
 	return scsi_data_in(t, d, repd ? 16 : 4, get32(t->cdb + 6));
+}
+
+/* REPORT TARGET PORT GROUPS (SPC-4 6.36): every portal is its own port
+ * group with one port (relative port id = group id = portal group tag),
+ * all active/optimized, the only state supported: implicit ALUA, nothing
+ * to switch (SET TARGET PORT GROUPS is not supported: invalid opcode). */
+int spc_report_tpgs(struct scsi_task *t)
+{
+	bool ext = (t->cdb[1] >> 5) == 1;
+	uint32_t hdr = ext ? 8 : 4, n = hdr;
+	uint8_t d[8 + 12 * 64] = { 0 };
+	uint16_t nports = t->port->nports ? t->port->nports : t->port->tpgt;
+
+	for (uint16_t g = 1; g <= nports && g <= 64; g++) {
+		d[n] = 0x00;                    /* state 0h: active/optimized */
+		d[n + 1] = 0x01;                /* AO_SUP */
+		put16(d + n + 2, g);
+		d[n + 7] = 1;                   /* target port count */
+		put16(d + n + 10, g);           /* relative target port identifier */
+		n += 12;
+	}
+	put32(d, n - 4);
+	if (ext)
+		d[4] = 0x10;                    /* format type 1, no transition time */
+	return scsi_data_in(t, d, n, get32(t->cdb + 6));
 }
 
 /* START STOP UNIT (SBC-3 5.25): the medium is always there; a no-op. */

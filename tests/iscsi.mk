@@ -27,3 +27,11 @@ EXTRA_DIST += \
 # odd sizes, a restart
 TESTS += tests/integration/iscsi-blender.sh
 EXTRA_DIST += tests/integration/iscsi-blender.sh
+# iscsi-pr.sh: persistent reservations, RESERVE/RELEASE, ALUA and two
+# paths, APTPL through kill -9 (tests/iscsi/pr_test.c is its initiator)
+noinst_PROGRAMS += tests/iscsi/iscsi-pr-test
+tests_iscsi_iscsi_pr_test_SOURCES = tests/iscsi/pr_test.c
+tests_iscsi_iscsi_pr_test_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
+tests_iscsi_iscsi_pr_test_LDADD = $(LIBISCSI_LIBS)
+TESTS += tests/integration/iscsi-pr.sh
+EXTRA_DIST += tests/integration/iscsi-pr.sh
