@@ -263,7 +263,10 @@ static int iscsi_tx_gather(struct iscsi_conn *c, struct iovec *iov, int max)
 	return n;
 }
 
-/* Writes what the socket takes. 0, or -errno after closing c. */
+/* Writes what the socket takes. 0, or -errno when the socket is broken:
+ * the caller closes c, and only from the loop (iscsi_conn_write_cb),
+ * since closing aborts and frees tasks a sender may be working on. What
+ * failed stays queued, so the next flush fails the same way. */
 static int iscsi_tx_flush(struct iscsi_conn *c)
 {
 	struct iovec iov[ISCSI_IOV_BATCH];
@@ -277,12 +280,8 @@ static int iscsi_tx_flush(struct iscsi_conn *c)
 			ev_io_start(c->loop, &c->wio);
 			return 0;
 		}
-		if (w < 0) {
-			int err = -errno;
-
-			iscsi_conn_close(c, strerror(errno));
-			return err;
-		}
+		if (w < 0)
+			return -errno;
 		while (w > 0 && (p = TAILQ_FIRST(&c->txq))) {
 			size_t left = p->total - p->sent;
 			size_t take = (size_t)w < left ? (size_t)w : left;
@@ -313,16 +312,19 @@ void iscsi_conn_send(struct iscsi_conn *c, struct iscsi_pdu *p)
 	iscsi_pdu_fill_sn(c, p);
 	iscsi_pdu_frame(c, p);
 	TAILQ_INSERT_TAIL(&c->txq, p, link);
-	if (!ev_is_active(&c->wio))
-		iscsi_tx_flush(c);
+	if (!ev_is_active(&c->wio) && iscsi_tx_flush(c) < 0)
+		ev_feed_event(c->loop, &c->wio, EV_WRITE);      /* closes it from the loop */
 }
 
 static void iscsi_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct iscsi_conn *c = container_of(w, struct iscsi_conn, wio);
+	int err;
 
 	(void)loop; (void)revents;
-	iscsi_tx_flush(c);
+	err = iscsi_tx_flush(c);
+	if (err < 0)
+		iscsi_conn_close(c, strerror(-err));
 }
 
 /* RFC 7143 11.17: the rejected PDU's header is the data segment. */

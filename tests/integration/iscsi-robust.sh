@@ -4,7 +4,8 @@
 # CHAP one-way and mutual with good and bad secrets, a login the
 # allow-list refuses, CRC32C digests, ABORT TASK / ABORT TASK SET / LUN
 # RESET under load, relogin with a new and the old ISID, TCP resets during
-# R2T, the CmdSN window edges and malformed PDUs.
+# R2T and with commands in the store, a session that stops reading its
+# socket, the CmdSN window edges and malformed PDUs.
 #
 # After each scenario sluiced must still serve, and its memory must stay
 # flat: a scenario runs once to warm up (caches, malloc arenas, the store's
@@ -14,7 +15,10 @@
 # do not grow; what grows is a leak, and the cheapest leak there is (a
 # connection: 64 KiB read-ahead buffer, plus the 256 KiB R2T buffer of a
 # task) repeated over the runs is several times the slack.
-# CHAP targets are created through the HTTP API, as an administrator does.
+# Under AddressSanitizer (its quarantine holds freed memory) VmRSS is
+# reported, not judged; LeakSanitizer judges at exit instead (SIGTERM must
+# exit 0). CHAP targets are created through the HTTP API, as an
+# administrator does.
 #
 # Knobs: SLUICE_ROBUST_SEED (seed of the many-sessions I/O mix, printed),
 # SLUICE_ROBUST_SCENARIOS (names to run, default all).
@@ -33,6 +37,8 @@ MUTUAL_IQN=$IQN_PREFIX:robust-mutual
 VOL=robust
 SEED=${SLUICE_ROBUST_SEED:-$(( (RANDOM << 15) | RANDOM ))}
 RSS_SLACK_KB=${SLUICE_ROBUST_RSS_SLACK_KB:-3072}
+SANITIZED=
+ldd "$SLUICED" 2>/dev/null | grep -q libasan && SANITIZED=1
 
 HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || exit 99
 DATA=$work/data
@@ -116,7 +122,9 @@ scenario() {
 		sleep 0.1
 	done
 	r1=$(rss_kb)
-	if [ "$f1" -le "$f0" ] && [ $((r1 - r0)) -le "$RSS_SLACK_KB" ]; then
+	if [ -n "$SANITIZED" ] && [ "$f1" -le "$f0" ]; then
+		ok "$name: fds flat over $repeat more runs ($f0 -> $f1; VmRSS $r0 -> $r1 kB not judged under ASan)"
+	elif [ "$f1" -le "$f0" ] && [ $((r1 - r0)) -le "$RSS_SLACK_KB" ]; then
 		ok "$name: memory flat over $repeat more runs (VmRSS $r0 -> $r1 kB, fds $f0 -> $f1)"
 	else
 		not_ok "$name: memory grows over $repeat runs (VmRSS $r0 -> $r1 kB, fds $f0 -> $f1)"
@@ -141,6 +149,7 @@ scenario digest 5 digest "$PORTAL" "$IQN"
 scenario abort 2 abort "$PORTAL" "$IQN"
 scenario relogin 3 relogin "$PORTAL" "$IQN"
 scenario r2treset 1 r2treset "$PORTAL" "$IQN" 50
+scenario stuck 2 stuck "$PORTAL" "$IQN"
 scenario cmdsn 3 cmdsn "$PORTAL" "$IQN"
 scenario malformed 3 malformed "$PORTAL" "$IQN"
 

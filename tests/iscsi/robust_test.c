@@ -10,6 +10,7 @@
  *   iscsi-robust-test abort    HOST:PORT IQN
  *   iscsi-robust-test relogin  HOST:PORT IQN
  *   iscsi-robust-test r2treset HOST:PORT IQN REPEAT
+ *   iscsi-robust-test stuck    HOST:PORT IQN
  *   iscsi-robust-test cmdsn    HOST:PORT IQN
  *   iscsi-robust-test malformed HOST:PORT IQN
  *
@@ -1051,7 +1052,9 @@ static int cmd_relogin(int argc, char **argv)
 }
 
 /* r2treset: REPEAT times, a WRITE of 1 MiB gets its R2T, part of the data
- * goes, then the TCP connection is reset. Then a new session works. */
+ * goes, then the TCP connection is reset (or closed); REPEAT / 5 times, 32
+ * reads and writes are sent and the connection goes at once. Then a new
+ * session works. */
 static int cmd_r2treset(int argc, char **argv)
 {
 	int n = argc > 0 ? atoi(argv[0]) : 1, good = 0;
@@ -1077,10 +1080,59 @@ static int cmd_r2treset(int argc, char **argv)
 	}
 	check(good == n, "r2treset: %d of %d WRITEs had their R2T when the connection went",
 	      good, n);
+	/* and with reads and writes in the store when the connection goes */
+	for (int i = 0; i < n / 5; i++) {
+		uint8_t cdb[16];
+
+		raw_open(&r, 21, false);
+		for (int k = 0; k < 32; k++) {
+			bool w = k % 4 == 3;
+
+			cdb_rw(cdb, w ? 0x8a : 0x88, 241000 + (uint64_t)k * 256, 256);
+			if (w)          /* 64 KiB immediate, the rest by R2T */
+				raw_cmd_sn(&r, cdb, F_WRITE, 256 * BLK, buf, 65536, r.cmdsn++);
+			else
+				raw_cmd(&r, cdb, F_READ, 256 * BLK);
+		}
+		if (i & 1)
+			raw_reset(&r);
+		else
+			raw_close(&r);
+	}
 	raw_open(&r, 20, false);
 	check(raw_write_verify(&r, 240000, 2048, 32), "r2treset: a new session writes and reads 1 MiB");
 	raw_close(&r);
 	free(buf);
+	return 0;
+}
+
+/* stuck: a session asks for 64 MiB of reads and never reads its socket;
+ * another session's I/O goes on meanwhile (the target's send queue and
+ * buffers for the stuck one are bounded, the loop is not blocked). */
+static int cmd_stuck(int argc, char **argv)
+{
+	struct raw s, o;
+	uint8_t cdb[16];
+	double t0, ms;
+	bool ok = true;
+
+	(void)argc; (void)argv;
+	raw_open(&s, 60, false);
+	raw_open(&o, 61, false);
+	for (int k = 0; k < 64; k++) {
+		cdb_rw(cdb, 0x88, (uint64_t)k * 2048, 2048);
+		raw_cmd(&s, cdb, F_READ, 2048 * BLK);
+	}
+	usleep(200 * 1000);     /* the target has the reads by now */
+	t0 = now_ms();
+	for (int i = 0; i < 8 && ok; i++)
+		ok = raw_write_verify(&o, 262000 + (uint64_t)i * 64, 64, 70 + (uint32_t)i);
+	ms = now_ms() - t0;
+	check(ok && ms < WAIT_MS, "stuck: another session's 8 writes and reads take %.0f ms "
+	      "while one reads nothing of 64 MiB asked for", ms);
+	raw_reset(&s);
+	check(raw_write_verify(&o, 262000, 64, 79), "stuck: after the stuck one is reset");
+	raw_close(&o);
 	return 0;
 }
 
@@ -1185,8 +1237,9 @@ static int bad_outcome(struct raw *r, uint8_t want_reason)
 			continue;
 		}
 		if ((p.h[0] & 0x3f) == OP_SCSI_RSP || (p.h[0] & 0x3f) == OP_DATA_IN) {
-			/* executed as if the oddity were not there */
+			/* executed as if the oddity were not there: its CmdSN is taken */
 			pdu_free(&p);
+			r->cmdsn++;
 			return raw_tur(r) >= 0 ? 2 : 0;
 		}
 		printf("# answer: PDU 0x%02x\n", p.h[0] & 0x3f);
@@ -1315,7 +1368,8 @@ static const struct {
 } cmds[] = {
 	{ "many", cmd_many }, { "chap", cmd_chap }, { "refused", cmd_refused },
 	{ "digest", cmd_digest }, { "abort", cmd_abort }, { "relogin", cmd_relogin },
-	{ "r2treset", cmd_r2treset }, { "cmdsn", cmd_cmdsn }, { "malformed", cmd_malformed },
+	{ "r2treset", cmd_r2treset }, { "stuck", cmd_stuck }, { "cmdsn", cmd_cmdsn },
+	{ "malformed", cmd_malformed },
 };
 
 int main(int argc, char **argv)
