@@ -149,13 +149,16 @@ struct iscsi_conn {
 	TAILQ_HEAD(, iscsi_task) mem_wait;
 };
 
-/* A task management function waiting for aborted tasks' I/O to finish. */
+/* A task management function waiting for aborted tasks' I/O to finish;
+ * with done set, a PREEMPT AND ABORT (no response PDU: done(arg) instead). */
 struct iscsi_tmf {
 	struct iscsi_conn      *conn;
 	uint32_t                itt;
 	uint8_t                 response;
 	int                     waiting;
 	bool                    cold;           /* target cold reset: drop after */
+	void                  (*done)(void *arg);
+	void                   *arg;
 };
 
 enum iscsi_task_state {
@@ -237,6 +240,7 @@ struct iscsi_portal {
 	struct iscsi_srv       *srv;
 	int                     fd;
 	ev_io                   io;
+	ev_timer                pause;          /* accept paused: out of fds */
 	uint16_t                tpgt;
 	uint16_t                port;
 	char                    host[64];

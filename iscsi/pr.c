@@ -443,6 +443,14 @@ int pr_decode_out(struct scsi_task *t)
 	return 0;
 }
 
+/* A PREEMPT AND ABORT waiting for the preempted nexuses' tasks. */
+struct pr_wait {
+	struct scsi_task *t;
+	struct pr_lu     *pr;
+	int               pending;      /* nexuses with tasks still in I/O */
+	bool              changed;
+};
+
 struct pr_out {
 	struct scsi_task *t;
 	struct pr_lu     *pr;
@@ -453,7 +461,10 @@ struct pr_out {
 	const uint8_t    *d;            /* parameter list */
 	uint32_t          len;
 	bool              changed;      /* something to persist */
+	struct pr_wait   *wait;         /* PREEMPT AND ABORT */
 };
+
+static void pr_abort_done(void *arg);
 
 #define PR_SPEC_I_PT    0x08u
 #define PR_ALL_TG_PT    0x04u
@@ -578,11 +589,12 @@ static unsigned pr_preempt_regs(struct pr_out *o, bool all)
 		if (r == o->me || (!all && r->key != o->sakey))
 			continue;
 		pr_ua(o->lu, r, SCSI_UA_REG_PREEMPTED);
-		if (o->sa == PR_PREEMPT_ABORT)
+		if (o->wait)            /* PREEMPT AND ABORT */
 			TAILQ_FOREACH(itl, &o->lu->itls, lu_link)
 				if (itl->port && itl->port->abort && itl->port != o->t->port &&
-				    pr_reg_match(r, itl->port->iport, itl->port->tpgt))
-					itl->port->abort(itl->port, o->lu);
+				    pr_reg_match(r, itl->port->iport, itl->port->tpgt) &&
+				    itl->port->abort(itl->port, o->lu, pr_abort_done, o->wait))
+					o->wait->pending++;
 		if (pr->holder == r)
 			pr->holder = NULL;
 		TAILQ_REMOVE(&pr->regs, r, link);
@@ -692,29 +704,41 @@ static void pr_persist_done(void *arg, int err)
 
 /* Writes (or deletes) "pr/<id>" after a change: the command completes
  * when that is durable. SCSI_DONE when there is nothing to write. */
-static int pr_persist(struct pr_out *o)
+static int pr_persist(struct scsi_task *t, struct pr_lu *pr, bool changed)
 {
-	struct pr_lu *pr = o->pr;
 	char key[32];
 	uint8_t *d;
 	size_t n;
 
-	if (!o->changed || o->t->status != SCSI_STATUS_GOOD || (!pr->aptpl && !pr->stored))
+	if (!changed || t->status != SCSI_STATUS_GOOD || (!pr->aptpl && !pr->stored))
 		return SCSI_DONE;
 	snprintf(key, sizeof(key), PR_META_PREFIX "%u", pr->vol_id);
 	if (!pr->aptpl) {
 		pr->stored = false;
-		store_meta_delete(pr->pool, key, pr_persist_done, o->t);
+		store_meta_delete(pr->pool, key, pr_persist_done, t);
 		return SCSI_ASYNC;
 	}
 	d = malloc(PR_HDR_LEN + (size_t)PR_REGS_MAX * (PR_REC_LEN + SCSI_IPORT_MAX));
 	if (!d)
-		return scsi_sense_store(o->t, -ENOMEM, true);
+		return scsi_sense_store(t, -ENOMEM, true);
 	n = pr_encode(pr, d);
 	pr->stored = true;
-	store_meta_put(pr->pool, key, d, n, pr_persist_done, o->t);
+	store_meta_put(pr->pool, key, d, n, pr_persist_done, t);
 	free(d);
 	return SCSI_ASYNC;
+}
+
+/* The last preempted nexus's tasks are gone: persist, then complete. */
+static void pr_abort_done(void *arg)
+{
+	struct pr_wait *w = arg;
+	struct scsi_task *t = w->t;
+
+	if (--w->pending > 0)
+		return;
+	if (pr_persist(t, w->pr, w->changed) == SCSI_DONE)
+		scsi_task_async_done(t);
+	free(w);
 }
 
 static int pr_out_run(struct pr_out *o)
@@ -769,6 +793,14 @@ int pr_out(struct scsi_task *t)
 	o.sakey = pr_get(d + 8, 8);
 	o.flags = o.sa == PR_REGISTER_MOVE ? 0 : d[20];
 	o.me = pr_find_port(o.pr, t->port);
+	if (o.sa == PR_PREEMPT_ABORT && !(o.wait = calloc(1, sizeof(*o.wait))))
+		return scsi_sense_store(t, -ENOMEM, true);
 	pr_out_run(&o);
-	return pr_persist(&o);
+	if (o.wait && o.wait->pending > 0) {
+		/* state changed already; the answer waits for the aborts */
+		*o.wait = (struct pr_wait){ t, o.pr, o.wait->pending, o.changed };
+		return SCSI_ASYNC;
+	}
+	free(o.wait);
+	return pr_persist(t, o.pr, o.changed);
 }

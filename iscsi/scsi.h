@@ -119,8 +119,11 @@ struct scsi_port {
 	struct scsi_itl        *itls;
 	size_t                  nitls;
 	char                    iport[SCSI_IPORT_MAX + 1]; /* initiator port (pr.h) */
-	/* Aborts the nexus's tasks on lu (PREEMPT AND ABORT); may be NULL. */
-	void                  (*abort)(const struct scsi_port *p, struct scsi_lu *lu);
+	/* Aborts the nexus's tasks on lu (PREEMPT AND ABORT); 1 if some are
+	 * still in store I/O: done(arg) runs, on the loop, once they are
+	 * gone. May be NULL. */
+	int                   (*abort)(const struct scsi_port *p, struct scsi_lu *lu,
+	                               void (*done)(void *arg), void *arg);
 };
 
 /* CDB decoded once (CTL's ctl_lba_len_flags). */

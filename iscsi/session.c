@@ -61,7 +61,8 @@ static void iscsi_task_respond(struct iscsi_task *t);
 static void iscsi_task_exec(struct iscsi_task *t);
 static void iscsi_task_data_out(struct iscsi_task *t);
 static void iscsi_logout_try(struct iscsi_sess *s);
-static void iscsi_port_abort(const struct scsi_port *p, struct scsi_lu *lu);
+static int iscsi_port_abort(const struct scsi_port *p, struct scsi_lu *lu,
+                            void (*done)(void *arg), void *arg);
 
 /* RFC 1982 serial number arithmetic, as RFC 7143 4.2.2.1 requires. */
 static int32_t sn_diff(uint32_t a, uint32_t b)
@@ -940,8 +941,14 @@ static void iscsi_tmf_respond(struct iscsi_tmf *tmf)
 
 static void iscsi_tmf_wait_done(struct iscsi_tmf *tmf)
 {
-	if (--tmf->waiting == 0)
-		iscsi_tmf_respond(tmf);
+	if (--tmf->waiting > 0)
+		return;
+	if (tmf->done) {
+		tmf->done(tmf->arg);
+		free(tmf);
+		return;
+	}
+	iscsi_tmf_respond(tmf);
 }
 
 /* Aborts the tasks of every session of srv on lu (NULL: on any LU of the
@@ -964,12 +971,27 @@ static void iscsi_tmf_abort_lu(struct iscsi_srv *srv, struct scsi_lu *lu, const 
 }
 
 /* PREEMPT AND ABORT (SPC-4 5.13.11.2.5): the preempted nexus's tasks on
- * lu are aborted, without a response. */
-static void iscsi_port_abort(const struct scsi_port *p, struct scsi_lu *lu)
+ * lu are aborted, without a response; those in store I/O are waited for
+ * (as a TMF waits), so none of the loser's writes lands after the PR OUT
+ * that fenced it has completed. */
+static int iscsi_port_abort(const struct scsi_port *p, struct scsi_lu *lu,
+                            void (*done)(void *arg), void *arg)
 {
 	struct iscsi_sess *s = container_of(p, struct iscsi_sess, port);
+	struct iscsi_tmf *w = calloc(1, sizeof(*w));
 
-	iscsi_tmf_abort_lu(s->srv, lu, NULL, s, NULL);
+	if (!w) {               /* aborted all the same, just not waited for */
+		iscsi_tmf_abort_lu(s->srv, lu, NULL, s, NULL);
+		return 0;
+	}
+	w->done = done;
+	w->arg = arg;
+	w->waiting = 1;
+	iscsi_tmf_abort_lu(s->srv, lu, NULL, s, w);
+	if (--w->waiting > 0)
+		return 1;
+	free(w);
+	return 0;
 }
 
 static uint8_t iscsi_tmf_abort_task(struct iscsi_sess *s, const struct iscsi_bhs_tmf *h,

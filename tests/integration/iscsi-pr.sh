@@ -10,6 +10,7 @@
 #   paths     one initiator through both portals: one NAA, two nexuses,
 #             REPORT TARGET PORT GROUPS, REGISTER AND MOVE between them
 #   spc2      RESERVE(6)/RELEASE(6), and with persistent reservations
+#   abort     PREEMPT AND ABORT fences a write the loser has under way
 #   aptpl     APTPL state on LUN 0 survives kill -9 and a restart; LUN 1's,
 #             registered without APTPL, does not
 set -u
@@ -52,7 +53,17 @@ scenario failover "$URL1" "$URL2"
 scenario relogin "$URL1"
 scenario paths "$URL1" "$URL2"
 scenario spc2 "$URL1"
-scenario aptpl-set "$URL1"
+scenario abort "$URL1" "$URL2"
+daemon_stop "first run" "$LOG"  # a clean exit: under ASan, no leak either
+
+LOG=$work/second.log
+if ! daemon_start "$DATA" "$LOG"; then
+	not_ok "sluiced did not start again"
+	show "$LOG"
+	summary
+	exit 1
+fi
+scenario aptpl-set "$(url "$IQN")"
 alive || { not_ok "sluiced died"; show "$LOG"; }
 
 # a crash: no checkpoint, no goodbye

@@ -12,6 +12,8 @@
  *   iscsi-pr-test paths     URL1 URL2   one initiator through two portals:
  *                                       one NAA, two nexuses; ALUA reports
  *   iscsi-pr-test spc2      URL1        RESERVE(6)/RELEASE(6) and PR
+ *   iscsi-pr-test abort     URL1 URL2   PREEMPT AND ABORT fences a WRITE
+ *                                       the loser has under way
  *   iscsi-pr-test aptpl-set   URL       leaves APTPL state on LUN 0 and
  *                                       plain state on LUN 1 (URL is LUN 0)
  *   iscsi-pr-test aptpl-check URL       after a kill -9 and a restart: LUN 0
@@ -26,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -245,9 +248,11 @@ static uint32_t read_keys(struct node *n, uint64_t *keys, int max, int *count)
 	*count = 0;
 	if (prin(n, 0, d, sizeof(d), &got) != ST_GOOD || got < 8)
 		return UINT32_MAX;
-	for (uint32_t off = 8; off + 8 <= got && off < 8 + get32(d + 4); off += 8)
+	for (uint32_t off = 8; off + 8 <= got && off < 8 + get32(d + 4); off += 8) {
 		if (*count < max)
-			keys[(*count)++] = get64(d + off);
+			keys[*count] = get64(d + off);
+		(*count)++;
+	}
 	return get32(d);
 }
 
@@ -614,6 +619,80 @@ static int run_paths(int argc, char **argv)
 	return failures ? 1 : 0;
 }
 
+/* Services n's socket for ms milliseconds. */
+static void service(struct node *n, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		struct pollfd p = { iscsi_get_fd(n->ctx), (short)iscsi_which_events(n->ctx), 0 };
+
+		if (poll(&p, 1, 10) > 0 && iscsi_service(n->ctx, p.revents) < 0)
+			return;
+	}
+}
+
+static void write_cb(struct iscsi_context *ctx, int status, void *data, void *arg)
+{
+	(void)ctx;
+	(void)data;
+	*(int *)arg = status;
+}
+
+/* PREEMPT AND ABORT fences a write the loser has started: A's 8 MiB WRITE
+ * waits for its R2T data (A's socket is not serviced while B preempts),
+ * so it is aborted before any of it is written; what A then sends is
+ * dropped, A gets no answer for it, and none of it ever lands. */
+static int run_abort(int argc, char **argv)
+{
+	struct node a, b;
+	const uint32_t len = 8u << 20, lba = 4096;
+	unsigned char *buf = malloc(len);
+	int sense, st, status = -1;
+	struct scsi_task *t, *w;
+	uint8_t cdb[10] = { 0x28 };
+
+	if (argc < 4 || !buf)
+		return 99;
+	a = login(argv[2], NAME_A, 0x0a07, 0);
+	b = login(argv[3], NAME_B, 0x0b07, 0);
+	clear_ua(&a);
+	clear_ua(&b);
+	expect("A REGISTER", prout(&a, REGISTER, 0, 0, KEY_A, 0, &sense), ST_GOOD, 0);
+	expect("B REGISTER", prout(&b, REGISTER, 0, 0, KEY_B, 0, &sense), ST_GOOD, 0);
+	expect("A RESERVE WE-RO", prout(&a, RESERVE, WE_RO, KEY_A, 0, 0, &sense), ST_GOOD, 0);
+	memset(buf, 0xa5, len);
+	w = iscsi_write10_task(a.ctx, a.lun, lba, buf, len, BLK, 0, 0, 0, 0, 0, write_cb, &status);
+	if (!w) {
+		fprintf(stderr, "cannot queue A's WRITE: %s\n", iscsi_get_error(a.ctx));
+		return 99;
+	}
+	service(&a, 200);       /* the command and its first burst go out */
+	check(status == -1, "A's 8 MiB WRITE is under way, not answered");
+	st = prout(&b, PREEMPT_ABORT, WE_RO, KEY_B, KEY_A, 0, &sense);
+	expect("B PREEMPT AND ABORT while A's WRITE is under way", st, ST_GOOD, 0);
+	service(&a, 500);       /* A sends the rest: dropped */
+	check(status == -1, "A's aborted WRITE gets no answer (%d)", status);
+	put32(cdb + 2, lba);
+	cdb[7] = (uint8_t)((len / BLK) >> 8);
+	cdb[8] = (uint8_t)(len / BLK);
+	t = cmd(&b, cdb, 10, SCSI_XFER_READ, NULL, len);
+	{
+		size_t landed = 0;
+
+		for (int i = 0; t->status == ST_GOOD && i < t->datain.size; i++)
+			landed += t->datain.data[i] == 0xa5;
+		check(t->status == ST_GOOD && t->datain.size == (int)len && landed == 0,
+		      "none of A's aborted WRITE landed (%zu bytes did)", landed);
+	}
+	scsi_free_scsi_task(t);
+	check(read_keys(&b, NULL, 0, &st) != UINT32_MAX && st == 1, "only B is registered");
+	expect("B CLEAR", prout(&b, CLEAR, 0, KEY_B, 0, 0, &sense), ST_GOOD, 0);
+	iscsi_destroy_context(a.ctx);   /* its session holds the unanswered task */
+	scsi_free_scsi_task(w);
+	logout(&b);
+	free(buf);
+	return failures ? 1 : 0;
+}
+
 static int reserve6(struct node *n, bool release, int *sense)
 {
 	uint8_t cdb[6] = { release ? 0x17 : 0x16 };
@@ -750,7 +829,7 @@ int main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {
 		{ "failover", run_failover }, { "relogin", run_relogin },
-		{ "paths", run_paths }, { "spc2", run_spc2 },
+		{ "paths", run_paths }, { "spc2", run_spc2 }, { "abort", run_abort },
 		{ "aptpl-set", run_aptpl_set }, { "aptpl-check", run_aptpl_check },
 	};
 
@@ -758,7 +837,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; argc > 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0)
 			return cmds[i].fn(argc, argv);
-	fprintf(stderr, "usage: iscsi-pr-test failover|relogin|paths|spc2|aptpl-set|"
+	fprintf(stderr, "usage: iscsi-pr-test failover|relogin|paths|spc2|abort|aptpl-set|"
 	        "aptpl-check URL [URL2]\n");
 	return 99;
 }
