@@ -28,7 +28,9 @@
 #
 # Knobs (environment): BLENDER_SECS per workload and target (12),
 # BLENDER_SIZE of each LUN (1G), BLENDER_SESSIONS (4), TMPDIR (scratch
-# directory parent, /tmp), top_builddir (.).
+# directory parent, /tmp), top_builddir (.). BLENDER_PERF=DIR: perf
+# record -g of sluiced for the first half of each of its runs, into
+# DIR/WORKLOAD.perf.data (its own cost then weighs on sluiced's figures).
 set -u
 
 top_builddir=${top_builddir:-.}
@@ -132,7 +134,14 @@ run() {
 	out=$work/$name.$tgt.out
 	c0=$(cpu_ticks "$pid")
 	timeout $((SECS + 300)) "$BLENDER" --initiator "$INIT" --sessions "$SESSIONS" \
-		--time "$SECS" "$@" "$url" >"$out" 2>&1
+		--time "$SECS" "$@" "$url" >"$out" 2>&1 &
+	local bpid=$!
+	if [ -n "${BLENDER_PERF:-}" ] && [ "$tgt" = sluiced ]; then
+		perf record -q -g -p "$pid" -o "$BLENDER_PERF/$name.perf.data" -- \
+			sleep $((SECS / 2)) >/dev/null 2>&1
+		echo "  sluiced profile: perf report --no-children -i $BLENDER_PERF/$name.perf.data"
+	fi
+	wait "$bpid"
 	rc=$?
 	c1=$(cpu_ticks "$pid")
 	line=$(grep '^result: phase=run' "$out")
