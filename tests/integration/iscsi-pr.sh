@@ -12,7 +12,8 @@
 #   spc2      RESERVE(6)/RELEASE(6), and with persistent reservations
 #   abort     PREEMPT AND ABORT fences a write the loser has under way
 #   aptpl     APTPL state on LUN 0 survives kill -9 and a restart; LUN 1's,
-#             registered without APTPL, does not
+#             registered without APTPL, does not; once cleared, it stays
+#             cleared through the next kill -9
 set -u
 . "$(dirname "$0")/iscsi-lib.sh"
 
@@ -66,15 +67,20 @@ fi
 scenario aptpl-set "$(url "$IQN")"
 alive || { not_ok "sluiced died"; show "$LOG"; }
 
-# a crash: no checkpoint, no goodbye
-{ kill -KILL "$pid"; wait "$pid"; } 2>/dev/null
-pid=
-LOG=$work/restart.log
-if daemon_start "$DATA" "$LOG"; then
-	scenario aptpl-check "$(url "$IQN")"
-	daemon_stop "restart" "$LOG"
-else
-	not_ok "sluiced did not restart after kill -9"
-	show "$LOG"
-fi
+# crash_restart NAME SCENARIO: kill -9 (no checkpoint, no goodbye), start
+# again on the same pool, run the scenario.
+crash_restart() {
+	{ kill -KILL "$pid"; wait "$pid"; } 2>/dev/null
+	pid=
+	LOG=$work/$1.log
+	if daemon_start "$DATA" "$LOG"; then
+		scenario "$2" "$(url "$IQN")"
+	else
+		not_ok "sluiced did not restart after kill -9"
+		show "$LOG"
+	fi
+}
+crash_restart restart aptpl-check
+crash_restart restart2 aptpl-empty
+[ -n "$pid" ] && daemon_stop "restart" "$LOG"
 summary

@@ -17,7 +17,8 @@
  *   iscsi-pr-test aptpl-set   URL       leaves APTPL state on LUN 0 and
  *                                       plain state on LUN 1 (URL is LUN 0)
  *   iscsi-pr-test aptpl-check URL       after a kill -9 and a restart: LUN 0
- *                                       has it all, LUN 1 nothing
+ *                                       has it all, LUN 1 nothing; CLEAR
+ *   iscsi-pr-test aptpl-empty URL       after the next one: still cleared
  *
  * Keys are fixed (the checks need no randomness). Every node is its own
  * initiator name with a chosen ISID, so the nexuses are known exactly.
@@ -822,6 +823,24 @@ static int run_aptpl_check(int argc, char **argv)
 	return failures ? 1 : 0;
 }
 
+/* After the CLEAR of aptpl-check, another kill -9 and restart: the
+ * cleared state stays cleared (the "pr/<id>" record was deleted). */
+static int run_aptpl_empty(int argc, char **argv)
+{
+	struct node c;
+	uint64_t keys[8], key = 0;
+	int count;
+
+	if (argc < 3)
+		return 99;
+	c = lun_node(argv[2], NAME_C, 0x0c08, 0);
+	read_keys(&c, keys, 8, &count);
+	check(count == 0 && read_res(&c, &key) == 0,
+	      "after CLEAR, kill -9 and restart: nothing registered or reserved (%d)", count);
+	logout(&c);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -831,6 +850,7 @@ int main(int argc, char **argv)
 		{ "failover", run_failover }, { "relogin", run_relogin },
 		{ "paths", run_paths }, { "spc2", run_spc2 }, { "abort", run_abort },
 		{ "aptpl-set", run_aptpl_set }, { "aptpl-check", run_aptpl_check },
+		{ "aptpl-empty", run_aptpl_empty },
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -838,6 +858,6 @@ int main(int argc, char **argv)
 		if (strcmp(argv[1], cmds[i].name) == 0)
 			return cmds[i].fn(argc, argv);
 	fprintf(stderr, "usage: iscsi-pr-test failover|relogin|paths|spc2|abort|aptpl-set|"
-	        "aptpl-check URL [URL2]\n");
+	        "aptpl-check|aptpl-empty URL [URL2]\n");
 	return 99;
 }
