@@ -5,7 +5,8 @@
 # allow-list refuses, CRC32C digests, ABORT TASK / ABORT TASK SET / LUN
 # RESET under load, relogin with a new and the old ISID, TCP resets during
 # R2T and with commands in the store, a session that stops reading its
-# socket, the CmdSN window edges and malformed PDUs.
+# socket, the CmdSN window edges, malformed PDUs and malformed logins,
+# and SIGTERM with sessions busy.
 #
 # After each scenario sluiced must still serve, and its memory must stay
 # flat: a scenario runs once to warm up (caches, malloc arenas, the store's
@@ -152,6 +153,25 @@ scenario r2treset 1 r2treset "$PORTAL" "$IQN" 50
 scenario stuck 2 stuck "$PORTAL" "$IQN"
 scenario cmdsn 3 cmdsn "$PORTAL" "$IQN"
 scenario malformed 3 malformed "$PORTAL" "$IQN"
+scenario badlogin 3 badlogin "$PORTAL" "$IQN"
 
-daemon_stop "after the scenarios" "$LOG"
+# SIGTERM with two sessions holding WRITEs that wait for data: one logs
+# out when asked (Async Message), the other is dropped after the grace;
+# sluiced exits 0 (under ASan: with no leak).
+: >"$work/shutdown.out"
+"$ROBUST" shutdown "$PORTAL" "$IQN" >"$work/shutdown.out" 2>&1 &
+spid=$!
+for ((i = 0; i < TENTHS; i++)); do
+	grep -q '^ready' "$work/shutdown.out" && break
+	kill -0 "$spid" 2>/dev/null || break
+	sleep 0.1
+done
+daemon_stop "with sessions holding WRITEs" "$LOG"
+if wait "$spid"; then
+	grep -E '^ok' "$work/shutdown.out" | sed 's/^/    /'
+	ok "shutdown: sessions asked to log out, the silent one dropped"
+else
+	not_ok "shutdown: the sessions at SIGTERM"
+	sed 's/^/    | /' "$work/shutdown.out"
+fi
 summary

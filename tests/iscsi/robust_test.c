@@ -13,6 +13,10 @@
  *   iscsi-robust-test stuck    HOST:PORT IQN
  *   iscsi-robust-test cmdsn    HOST:PORT IQN
  *   iscsi-robust-test malformed HOST:PORT IQN
+ *   iscsi-robust-test badlogin HOST:PORT IQN
+ *   iscsi-robust-test fdlimit  HOST:PORT IQN CONNECTIONS HOLD_MS
+ *   iscsi-robust-test login    HOST:PORT IQN
+ *   iscsi-robust-test shutdown HOST:PORT IQN
  *
  * libiscsi drives the ordinary sessions (many, chap). The rest need PDUs
  * libiscsi will not send on demand (a WRITE whose R2T is left unanswered,
@@ -53,6 +57,7 @@
 #define OP_SCSI_CMD     0x01
 #define OP_TMF_REQ      0x02
 #define OP_LOGIN_REQ    0x03
+#define OP_LOGOUT_REQ   0x06
 #define OP_DATA_OUT     0x05
 #define OP_SNACK        0x10
 #define OP_NOP_IN       0x20
@@ -60,7 +65,9 @@
 #define OP_TMF_RSP      0x22
 #define OP_LOGIN_RSP    0x23
 #define OP_DATA_IN      0x25
+#define OP_LOGOUT_RSP   0x26
 #define OP_R2T          0x31
+#define OP_ASYNC        0x32
 #define OP_REJECT       0x3f
 #define OP_IMMEDIATE    0x40
 #define F_FINAL         0x80
@@ -71,6 +78,8 @@
 #define TMF_ABORT_TASK  1
 #define TMF_ABORT_SET   2
 #define TMF_LUN_RESET   5
+#define TMF_WARM_RESET  6
+#define TMF_COLD_RESET  7
 
 static const char *host, *port, *iqn;
 static const char *me = "iqn.2024-01.org.sluice.test:robust";
@@ -985,7 +994,7 @@ static void abort_many(struct raw *r, struct raw *other, uint8_t fn, const char 
 	check(extra == 0, "%s: no status for an aborted command after the response (%d)",
 	      name, extra);
 	resp = raw_tur(r);
-	check(resp == (fn == TMF_LUN_RESET ? 1 : 0), "%s: the connection carries commands "
+	check(resp == (fn == TMF_ABORT_SET ? 0 : 1), "%s: the connection carries commands "
 	      "(%d unit attentions)", name, resp);
 	check(raw_units_whole(r, base, 16 * 128, 11, 11), "%s: aborted writes left the data whole",
 	      name);
@@ -993,6 +1002,37 @@ static void abort_many(struct raw *r, struct raw *other, uint8_t fn, const char 
 	check(resp >= 0 && raw_write_verify(other, AB_LBA + 4096, 64, 4),
 	      "%s: another session works (%d unit attentions)", name, resp);
 	(void)itts;
+}
+
+/* TARGET COLD RESET with commands queued: answered, then every connection
+ * to the target drops (SAM-5 5.11: the I_T nexuses are lost); a new
+ * login works. */
+static void abort_cold(struct raw *r, struct raw *other)
+{
+	uint32_t seen[64];
+	int nseen = 0, resp;
+	uint8_t cdb[16];
+	double ms = 0;
+	struct pdu p;
+	int rc;
+
+	for (int i = 0; i < 16; i++) {
+		cdb_rw(cdb, 0x88, AB_LBA + 8192 + (uint64_t)i * 128, 128);
+		raw_cmd(r, cdb, F_READ, 128 * BLK);
+	}
+	resp = tmf_wait(r, (uint32_t)raw_tmf(r, TMF_COLD_RESET, 0, 0), seen, &nseen, &ms);
+	check(resp == 0, "target cold reset: FUNCTION COMPLETE (got %d) in %.0f ms", resp, ms);
+	while ((rc = raw_recv(r, &p, WAIT_MS)) == 0)
+		pdu_free(&p);
+	check(rc == -1, "target cold reset: then the connection drops");
+	while ((rc = raw_recv(other, &p, WAIT_MS)) == 0)
+		pdu_free(&p);
+	check(rc == -1, "target cold reset: the other session's connection drops too");
+	raw_close(r);
+	raw_close(other);
+	raw_open(r, 3, false);
+	raw_open(other, 4, false);
+	check(raw_write_verify(r, AB_LBA, 64, 5), "target cold reset: a new login works");
 }
 
 static int cmd_abort(int argc, char **argv)
@@ -1005,6 +1045,8 @@ static int cmd_abort(int argc, char **argv)
 	abort_one(&r, &o);
 	abort_many(&r, &o, TMF_ABORT_SET, "abort task set");
 	abort_many(&r, &o, TMF_LUN_RESET, "lun reset");
+	abort_many(&r, &o, TMF_WARM_RESET, "target warm reset");
+	abort_cold(&r, &o);
 	raw_close(&r);
 	raw_close(&o);
 	return 0;
@@ -1136,6 +1178,29 @@ static int cmd_stuck(int argc, char **argv)
 	return 0;
 }
 
+/* A NOP-Out with 100 bytes: the NOP-In echoes them (RFC 7143 11.18);
+ * a non-immediate one takes a CmdSN. */
+static bool nop_echo(struct raw *r, bool immediate)
+{
+	uint8_t h[48] = { OP_NOP_OUT | (immediate ? OP_IMMEDIATE : 0), F_FINAL }, d[100];
+	uint32_t itt = r->itt++, exp = r->exp_cmdsn;
+	struct pdu p;
+	bool ok;
+
+	for (int i = 0; i < 100; i++)
+		d[i] = (uint8_t)(i * 7);
+	put32(h + 16, itt);
+	put32(h + 20, 0xffffffffu);
+	put32(h + 24, immediate ? r->cmdsn : r->cmdsn++);
+	put32(h + 28, r->statsn_exp);
+	if (raw_send(r, h, d, sizeof(d)) < 0 || raw_recv(r, &p, WAIT_MS) < 0)
+		return false;
+	ok = (p.h[0] & 0x3f) == OP_NOP_IN && be32(p.h + 16) == itt && p.dlen == sizeof(d) &&
+	     memcmp(p.data, d, sizeof(d)) == 0 && r->exp_cmdsn == exp + (immediate ? 0 : 1);
+	pdu_free(&p);
+	return ok;
+}
+
 /* cmdsn: the window edges (RFC 7143 4.2.2.1). A command at MaxCmdSN is
  * taken (held until its turn), one beyond is ignored, one already taken
  * too; ExpCmdSN moves on. */
@@ -1189,8 +1254,120 @@ static int cmd_cmdsn(int argc, char **argv)
 	raw_cmd_sn(&r, cdb, 0, 0, NULL, 0, exp);
 	check(quiet(&r) == 0, "cmdsn: a CmdSN already taken is ignored");
 	check(raw_tur(&r) == 0, "cmdsn: the session goes on at ExpCmdSN");
+	check(nop_echo(&r, true) && nop_echo(&r, false),
+	      "cmdsn: NOP-Out pings (immediate and not) come back with their data");
 	check(raw_write_verify(&r, 250000, 64, 41), "cmdsn: I/O after the window edges");
 	raw_close(&r);
+	return 0;
+}
+
+/* badlogin: login PDUs that must fail: a Login Response with an error
+ * status (class 2, initiator error) or the connection dropped; never a
+ * session, never the daemon. A bystander session keeps working. */
+static int login_pdu(struct raw *r, uint8_t flags, uint8_t vmin, uint8_t op, const char *keys,
+                     uint32_t len, struct pdu *rsp)
+{
+	uint8_t h[48] = { op, flags, 0, vmin };
+
+	memcpy(h + 8, r->isid, 6);
+	put32(h + 16, r->itt);
+	put32(h + 24, r->cmdsn);
+	if (raw_send(r, h, keys, len) < 0)
+		return -1;
+	return raw_recv(r, rsp, WAIT_MS);
+}
+
+#define KV(s)   s, sizeof(s)            /* keys with their NULs */
+#define IN      "InitiatorName=iqn.2024-01.org.sluice.test:badlogin\0"
+
+static const struct badlogin {
+	const char *what;
+	uint8_t     flags, vmin, op;
+	const char *keys;
+	uint32_t    len;
+	int         want;                   /* status, or -1: dropped is right too */
+} badlogins[] = {
+	{ "no InitiatorName", 0x87, 0, 0x43, KV("SessionType=Normal\0"), 0x0207 },
+	{ "no such target", 0x87, 0, 0x43, KV(IN "TargetName=iqn.2024-01.org.sluice.test:nobody\0"),
+	  0x0203 },
+	{ "unknown SessionType", 0x87, 0, 0x43, KV(IN "SessionType=Bogus\0"), 0x0209 },
+	{ "a key without a value", 0x87, 0, 0x43, KV(IN "garbage\0"), -1 },
+	{ "reserved stage 2", 0x8b, 0, 0x43, KV(IN "SessionType=Discovery\0"), 0x0200 },
+	{ "T and C both set", 0xc7, 0, 0x43, KV(IN "SessionType=Discovery\0"), 0x0200 },
+	{ "version 1 only", 0x87, 1, 0x43, KV(IN "SessionType=Discovery\0"), 0x0205 },
+	{ "a SCSI command before login", 0x80, 0, 0x01, NULL, 0, -1 },
+	{ "a second connection to a session", 0x87, 0, 0x43, NULL, 0, 0x0206 },
+};
+
+static void badlogin_one(const struct badlogin *b, struct raw *by, int i)
+{
+	struct raw r = { .isid = { 0x80, 0, 0, 0x5b, 0, (uint8_t)i } };
+	struct pdu p;
+	int rc, st = -1;
+
+	r.fd = tcp_connect();
+	if (!b->keys && b->op == 0x43) {
+		/* an existing session's TSIH on a new connection: MaxConnections=1 */
+		static const char k[] = IN "TargetName=iqn.2024-01.org.sluice.test:robust\0";
+		uint8_t h[48] = { 0x43, 0x87 };
+
+		memcpy(h + 8, r.isid, 6);
+		h[14] = (uint8_t)(by->tsih >> 8);
+		h[15] = (uint8_t)by->tsih;
+		rc = raw_send(&r, h, k, sizeof(k)) < 0 ? -1 : raw_recv(&r, &p, WAIT_MS);
+	} else {
+		rc = login_pdu(&r, b->flags, b->vmin, b->op, b->keys, b->len, &p);
+	}
+	if (rc == 0) {
+		st = (p.h[0] & 0x3f) == OP_LOGIN_RSP ? p.h[36] << 8 | p.h[37] : -2;
+		pdu_free(&p);
+	}
+	check(rc == 0 ? st == b->want || (b->want == -1 && st >> 8 == 2) : rc == -1,
+	      "badlogin: %s: %s 0x%04x", b->what, rc == 0 ? "status" : "dropped; expected",
+	      rc == 0 ? (unsigned)st : (unsigned)b->want);
+	check(raw_recv(&r, &p, WAIT_MS) == -1, "badlogin: %s: then the connection is closed",
+	      b->what);
+	raw_close(&r);
+	check(raw_write_verify(by, 263000, 16, 80 + (uint32_t)i),
+	      "badlogin: %s: the other session keeps working", b->what);
+}
+
+static int cmd_badlogin(int argc, char **argv)
+{
+	char *big = malloc(8192);
+	struct raw by, r = { .isid = { 0x80, 0, 0, 0x5c } };
+	struct pdu p;
+	int rc = 0, n;
+
+	(void)argc; (void)argv;
+	raw_open(&by, 59, false);
+	for (size_t i = 0; i < sizeof(badlogins) / sizeof(badlogins[0]); i++)
+		badlogin_one(&badlogins[i], &by, (int)i);
+	/* text gathered over C bits beyond 64 KiB: an error, not unbounded memory */
+	r.fd = tcp_connect();
+	memset(big, 'k', 8192);
+	for (n = 0; n < 12 && rc == 0; n++) {
+		rc = login_pdu(&r, 0x40 | 1 << 2, 0, 0x43, big, 8192, &p);
+		if (rc == 0) {
+			rc = p.h[36] << 8 | p.h[37];
+			pdu_free(&p);
+		}
+	}
+	check(rc == 0x0200 || rc == -1, "badlogin: %d PDUs of 8 KiB with C set: status "
+	      "0x%04x after %d KiB", n, (unsigned)rc, n * 8);
+	raw_close(&r);
+	/* a login data segment over 8 KiB before any was declared */
+	r.fd = tcp_connect();
+	big = realloc(big, 65536);
+	memset(big, 'k', 65536);
+	rc = login_pdu(&r, 0x87, 0, 0x43, big, 65536, &p);
+	if (rc == 0)
+		pdu_free(&p);
+	check(rc == -1, "badlogin: a 64 KiB login segment: connection dropped (%d)", rc);
+	raw_close(&r);
+	check(raw_write_verify(&by, 263000, 16, 99), "badlogin: the other session keeps working");
+	raw_close(&by);
+	free(big);
 	return 0;
 }
 
@@ -1362,6 +1539,89 @@ static int cmd_malformed(int argc, char **argv)
 	return 0;
 }
 
+/* fdlimit: N connections that do not log in, held HOLD_MS, while sluiced
+ * runs out of file descriptors (the script lowers its limit); then a
+ * login must work again. */
+static int cmd_fdlimit(int argc, char **argv)
+{
+	int n = argc > 0 ? atoi(argv[0]) : 32, hold = argc > 1 ? atoi(argv[1]) : 1000;
+	int *fds = calloc((size_t)n, sizeof(int));
+	struct raw r;
+
+	for (int i = 0; i < n; i++)
+		fds[i] = tcp_connect();         /* the kernel queues what is not accepted */
+	usleep((useconds_t)hold * 1000);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	free(fds);
+	return 0;
+	(void)r;
+}
+
+static int cmd_login(int argc, char **argv)
+{
+	struct raw r;
+
+	(void)argc; (void)argv;
+	raw_open(&r, 62, false);
+	check(raw_write_verify(&r, 264000, 16, 90), "login: a session logs in and does I/O");
+	raw_close(&r);
+	return 0;
+}
+
+/* shutdown: run while sluiced gets SIGTERM. Session A has a WRITE waiting
+ * for data, gets the Async Message asking for a logout (RFC 7143 11.9.1,
+ * AsyncEvent 1), finishes its WRITE and logs out; session B has a WRITE
+ * waiting for data and never answers: the target drops it after the
+ * grace it announced. Prints "ready" once both wait. */
+static int cmd_shutdown(int argc, char **argv)
+{
+	uint8_t *buf = malloc(64 * BLK), h[48] = { OP_LOGOUT_REQ | OP_IMMEDIATE, F_FINAL };
+	struct pdu r2t, p;
+	struct raw a, b;
+	bool async = false, done = false, logged_out = false;
+	uint32_t itt;
+	int rc;
+
+	(void)argc; (void)argv;
+	raw_open(&a, 63, false);
+	raw_open(&b, 64, false);
+	pattern(buf, 265000, 64, 91);
+	itt = start_write(&a, 265000, 64, &r2t);
+	start_write(&b, 266000, 64, &p);
+	pdu_free(&p);
+	printf("ready\n");
+	fflush(stdout);
+	while ((rc = raw_recv(&a, &p, 20000)) == 0) {
+		uint8_t op = p.h[0] & 0x3f;
+
+		if (op == OP_ASYNC && p.h[36] == 1 && !async) {
+			async = true;
+			raw_answer_r2t(&a, &r2t, buf);
+		} else if (op == OP_SCSI_RSP && be32(p.h + 16) == itt) {
+			done = p.h[3] == 0;
+			put32(h + 16, a.itt++);
+			put32(h + 24, a.cmdsn);
+			put32(h + 28, a.statsn_exp);
+			raw_send(&a, h, NULL, 0);
+		} else if (op == OP_LOGOUT_RSP) {
+			logged_out = p.h[2] == 0;
+		}
+		pdu_free(&p);
+	}
+	pdu_free(&r2t);
+	check(async, "shutdown: an Async Message asks for a logout");
+	check(done, "shutdown: the WRITE in progress completes after it");
+	check(logged_out && rc == -1, "shutdown: Logout Response, then the connection closes");
+	while ((rc = raw_recv(&b, &p, 20000)) == 0)
+		pdu_free(&p);
+	check(rc == -1, "shutdown: a session that does not log out is dropped");
+	raw_close(&a);
+	raw_close(&b);
+	free(buf);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -1369,7 +1629,8 @@ static const struct {
 	{ "many", cmd_many }, { "chap", cmd_chap }, { "refused", cmd_refused },
 	{ "digest", cmd_digest }, { "abort", cmd_abort }, { "relogin", cmd_relogin },
 	{ "r2treset", cmd_r2treset }, { "stuck", cmd_stuck }, { "cmdsn", cmd_cmdsn },
-	{ "malformed", cmd_malformed },
+	{ "malformed", cmd_malformed }, { "badlogin", cmd_badlogin },
+	{ "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "shutdown", cmd_shutdown },
 };
 
 int main(int argc, char **argv)
