@@ -269,21 +269,97 @@ fail:
 	return -EINVAL;
 }
 
+/* "pr/<id>" records whose volume or snapshot has been deleted since are
+ * dropped when a pool is first used in this process (ids are never
+ * reused, so nothing else will read them). */
+struct pr_sweep {
+	uint32_t *live;
+	size_t    nlive;
+	char    (*dead)[24];
+	size_t    ndead;
+};
+
+static int pr_sweep_key(void *arg, const char *key, const void *value, size_t len)
+{
+	struct pr_sweep *sw = arg;
+	char *end;
+	unsigned long id = strtoul(key + strlen(PR_META_PREFIX), &end, 10);
+
+	(void)value;
+	(void)len;
+	for (size_t i = 0; i < sw->nlive; i++)
+		if (sw->live[i] == id)
+			return 0;
+	if (*end == 0 && strlen(key) < sizeof(sw->dead[0]) && sw->ndead < 64)
+		snprintf(sw->dead[sw->ndead++], sizeof(sw->dead[0]), "%s", key);
+	return 0;
+}
+
+static void pr_sweep_done(void *arg, int err)
+{
+	(void)arg;
+	(void)err;              /* at worst it stays until the next start */
+}
+
+static void pr_sweep(struct store_pool *p)
+{
+	struct pr_sweep sw = { 0 };
+	struct store_vol_info *v = NULL, *snaps = NULL;
+	char dead[64][24];
+	size_t n = store_vol_list(p, NULL, 0);
+
+	sw.dead = dead;
+	if (n > 0 && !(v = calloc(n, sizeof(*v))))
+		return;
+	n = store_vol_list(p, v, n);
+	for (size_t i = 0; i < n; i++) {
+		size_t ns = store_snap_list(p, v[i].name, NULL, 0);
+		uint32_t *live = realloc(sw.live, (sw.nlive + 1 + ns) * sizeof(*live));
+		struct store_vol_info *s2 = ns ? realloc(snaps, ns * sizeof(*snaps)) : snaps;
+
+		if (!live || !s2) {
+			free(live ? live : sw.live);
+			free(s2 ? s2 : snaps);
+			free(v);
+			return;
+		}
+		sw.live = live;
+		snaps = s2;
+		sw.live[sw.nlive++] = v[i].id;
+		ns = store_snap_list(p, v[i].name, snaps, ns);
+		for (size_t j = 0; j < ns; j++)
+			sw.live[sw.nlive++] = snaps[j].id;
+	}
+	store_meta_foreach(p, PR_META_PREFIX, pr_sweep_key, &sw);
+	for (size_t i = 0; i < sw.ndead; i++)
+		store_meta_delete(p, sw.dead[i], pr_sweep_done, NULL);
+	free(sw.live);
+	free(snaps);
+	free(v);
+}
+
 int pr_lu_get(struct store_pool *p, const uint8_t uuid[16], uint32_t vol_id,
               struct pr_lu **out)
 {
+	bool seen = false;
+
 	struct pr_lu *pr;
 	char key[32];
 	const void *v;
 	size_t len;
 
 	LIST_FOREACH(pr, &pr_lus, link) {
-		if (pr->vol_id == vol_id && memcmp(pr->uuid, uuid, 16) == 0) {
+		if (memcmp(pr->uuid, uuid, 16) != 0)
+			continue;
+		seen = true;
+		if (pr->vol_id == vol_id) {
 			pr->pool = p;
 			*out = pr;
 			return 0;
 		}
 	}
+	if (!seen)
+		pr_sweep(p);
 	pr = calloc(1, sizeof(*pr));
 	if (!pr)
 		return -ENOMEM;
