@@ -389,21 +389,25 @@ void pr_lu_reset(struct pr_lu *pr)
 }
 
 /* The conflict check (see the top of the file). */
-int pr_check(struct scsi_task *t)
+bool pr_allows(struct scsi_lu *lu, const struct scsi_port *port, uint16_t flags)
 {
-	struct pr_lu *pr = t->itl->lu->pr;
-	uint16_t flags = t->desc->flags;
+	struct pr_lu *pr = lu->pr;
 	struct pr_reg *r;
 
-	if (pr->resv && pr->resv != t->port && !(flags & SCMD_RESV_OK))
-		return scsi_reservation_conflict(t), 1;
+	if (pr->resv && pr->resv != port && !(flags & SCMD_RESV_OK))
+		return false;
 	if (!pr->type || (flags & SCMD_PR_OK))
-		return 0;
-	r = pr_find_port(pr, t->port);
+		return true;
+	r = pr_find_port(pr, port);
 	if (r && (r == pr->holder || pr_type_regs(pr->type)))
-		return 0;
-	if ((pr->type == PR_WE || pr->type == PR_WE_RO || pr->type == PR_WE_AR) &&
-	    !(flags & SCMD_WRITE))
+		return true;
+	return (pr->type == PR_WE || pr->type == PR_WE_RO || pr->type == PR_WE_AR) &&
+	       !(flags & SCMD_WRITE);
+}
+
+int pr_check(struct scsi_task *t)
+{
+	if (pr_allows(t->itl->lu, t->port, t->desc->flags))
 		return 0;
 	return scsi_reservation_conflict(t), 1;
 }

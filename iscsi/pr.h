@@ -43,6 +43,9 @@ void pr_lu_reset(struct pr_lu *pr);
 void pr_port_name(struct scsi_port *port, const char *initiator, const uint8_t isid[6]);
 /* 1 if t conflicts with a reservation (status already set), else 0. */
 int  pr_check(struct scsi_task *t);
+/* Whether the nexus port may run a command with these SCMD_* flags on lu
+ * (pr_check's rule): for a copy manager reaching other LUs (SPC-4 5.17.4). */
+bool pr_allows(struct scsi_lu *lu, const struct scsi_port *port, uint16_t flags);
 
 scsi_exec_fn pr_in, pr_out, pr_reserve, pr_release;
 scsi_decode_fn pr_decode_out;
