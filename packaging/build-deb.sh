@@ -1,112 +1,114 @@
 #!/bin/bash
-# packaging/build-deb.sh: build sluice_VERSION-1_ARCH.deb from a build tree,
-# with `make install DESTDIR=` and dpkg-deb (no debian/ source package, no
-# root: dpkg-deb --root-owner-group makes every file root's).
+# packaging/build-deb.sh: build the Debian package the Debian way, with
+# dpkg-buildpackage and debhelper, in a scratch source tree:
 #
-#   packaging/build-deb.sh [-b BUILDDIR] [-o OUTDIR]
+#   1. the upstream tree: `make distdir` (what `make dist` would tar) from a
+#      configured build tree, and sluice_VERSION.orig.tar.gz from it;
+#   2. packaging/debian/ copied in as debian/;
+#   3. dpkg-buildpackage -us -uc -b there (dh: autoreconf, configure with
+#      the Debian paths and hardening flags, make, make install; the unit
+#      is enabled and started by dh_installsystemd's maintainer scripts).
 #
-#   -b BUILDDIR  a configured (VPATH) build tree to install from; it is
-#                built first if needed. Without -b a scratch tree is
-#                configured and built under a temporary directory.
-#   -o OUTDIR    where the .deb goes (default: the current directory)
+#   packaging/build-deb.sh [-b BUILDDIR] [-o OUTDIR] [-t] [-k]
 #
-# The tree may be configured with any --prefix: the install is done with
-# prefix=/usr, which works because nothing installed has a path compiled in.
-# The package holds /usr/sbin/sluiced, /usr/sbin/sluice-fsck,
-# /usr/bin/sluicectl, their man pages, /etc/sluice/sluiced.json (a
-# conffile), /lib/systemd/system/sluiced.service and /var/lib/sluice.
-# Needs: dpkg-deb (dpkg), and for Depends: dpkg-shlibdeps (dpkg-dev), else
-# a fixed list is used. Prints the path of the .deb on its last line.
+#   -b BUILDDIR  a configured (VPATH) build tree to take the distribution
+#                from (it is not built); without -b a scratch tree is
+#                configured for that
+#   -o OUTDIR    where the .deb files go (default: the current directory)
+#   -t           run the unit tests during the build (default: nocheck;
+#                `make check` runs the whole suite in a checkout)
+#   -k           keep the scratch directory (its path is printed)
+#
+# Needs dpkg-dev and debhelper, and the Build-Depends of debian/control
+# (./setup.sh installs them all); no root, no fakeroot (Rules-Requires-Root:
+# no). The package's version is debian/changelog's; when configure's
+# version is newer a changelog entry for it is added in the scratch tree.
+# Prints the path of sluice_VERSION_ARCH.deb on its last line; the
+# sluice-dbgsym package lands beside it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 srcdir=$(cd "$here/.." && pwd)
-builddir= outdir=$PWD
+builddir= outdir=$PWD check=nocheck keep=
 
-while getopts b:o:h opt; do
+while getopts b:o:tkh opt; do
 	case $opt in
 	b) builddir=$OPTARG ;;
 	o) outdir=$OPTARG ;;
+	t) check= ;;
+	k) keep=1 ;;
 	h) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	*) exit 2 ;;
 	esac
 done
 
 die() { echo "build-deb.sh: $*" >&2; exit 1; }
-command -v dpkg-deb >/dev/null || die "dpkg-deb is not installed"
+for tool in dpkg-buildpackage dpkg-parsechangelog dh; do
+	command -v "$tool" >/dev/null ||
+		die "$tool is not installed (apt-get install dpkg-dev debhelper)"
+done
 
 tmp=$(mktemp -d -t sluice-deb.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+if [ -n "$keep" ]; then
+	echo "build-deb.sh: keeping $tmp" >&2
+else
+	trap 'rm -rf "$tmp"' EXIT
+fi
 
 # A make run from inside another make (make check) must not inherit its
-# jobserver or its variables.
-unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+# jobserver or its variables, nor the caller's compiler flags: the package
+# is built with dpkg-buildflags' (hardening, -O2 -g) and nothing else.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES CFLAGS CPPFLAGS LDFLAGS CC
 
 if [ -z "$builddir" ]; then
-	builddir=$tmp/build
+	builddir=$tmp/config
 	mkdir -p "$builddir"
-	echo "build-deb.sh: configuring and building in $builddir" >&2
-	(cd "$builddir" && "$srcdir/configure" --prefix=/usr --sysconfdir=/etc \
-		--localstatedir=/var >configure.log 2>&1) ||
+	(cd "$builddir" && "$srcdir/configure" >configure.log 2>&1) ||
 		{ tail -20 "$builddir/configure.log" >&2; die "configure failed"; }
-	make -C "$builddir" -j"${JOBS:-2}" >/dev/null || die "make failed"
 fi
 builddir=$(cd "$builddir" && pwd)
 [ -f "$builddir/Makefile" ] || die "$builddir is not a configured build tree"
-
 version=$(sed -n "s/^PACKAGE_VERSION = //p" "$builddir/Makefile")
 [ -n "$version" ] || die "no PACKAGE_VERSION in $builddir/Makefile"
-arch=$(dpkg --print-architecture)
-debversion=$version-1
-root=$tmp/root
 
-# the programs and man pages, as `make install` puts them
-make -C "$builddir" install prefix=/usr DESTDIR="$root" >"$tmp/install.log" 2>&1 ||
-	{ tail -20 "$tmp/install.log" >&2; die "make install failed"; }
-for p in usr/sbin/sluiced usr/sbin/sluice-fsck usr/bin/sluicectl; do
-	[ -x "$root/$p" ] || die "make install did not install /$p"
-done
-if command -v strip >/dev/null; then
-	strip --strip-unneeded --remove-section=.comment --remove-section=.note \
-		"$root/usr/sbin/sluiced" "$root/usr/sbin/sluice-fsck" "$root/usr/bin/sluicectl"
+# 1. the upstream tree and its tarball
+tree=$tmp/src/sluice-$version
+mkdir -p "$tmp/src"
+make -C "$builddir" distdir distdir="$tree" top_distdir="$tree" \
+	>"$tmp/distdir.log" 2>&1 ||
+	{ tail -20 "$tmp/distdir.log" >&2; die "make distdir failed"; }
+tar -C "$tmp/src" -czf "$tmp/src/sluice_$version.orig.tar.gz" "sluice-$version"
+
+# 2. debian/, from the distribution (so a tarball alone builds it too)
+[ -d "$tree/packaging/debian" ] || die "the distribution has no packaging/debian"
+cp -a "$tree/packaging/debian" "$tree/debian"
+changelog_version=$(cd "$tree" && dpkg-parsechangelog -S Version)
+if [ "${changelog_version%-*}" != "$version" ]; then
+	echo "build-deb.sh: debian/changelog is at $changelog_version, configure at $version: adding $version-1" >&2
+	{
+		printf 'sluice (%s-1) unstable; urgency=medium\n\n' "$version"
+		printf '  * New upstream version %s (entry added by build-deb.sh).\n\n' "$version"
+		printf ' -- sluice developers <sluice@localhost>  %s\n\n' "$(date -R)"
+		cat "$tree/debian/changelog"
+	} >"$tmp/changelog"
+	mv "$tmp/changelog" "$tree/debian/changelog"
 fi
-find "$root/usr/share/man" -type f -name '*.[0-9]' -exec gzip -9n {} +
 
-# what the package adds: config, unit, data dir, docs
-install -D -m 0644 "$here/sluiced.json" "$root/etc/sluice/sluiced.json"
-install -D -m 0644 "$here/sluiced.service" "$root/lib/systemd/system/sluiced.service"
-install -d -m 0750 "$root/var/lib/sluice"
-install -D -m 0644 "$here/README.md" "$root/usr/share/doc/sluice/README.md"
-gzip -9n -c "$here/debian/changelog" >"$root/usr/share/doc/sluice/changelog.Debian.gz"
-chmod 0644 "$root/usr/share/doc/sluice/changelog.Debian.gz"
-
-# control
-mkdir -p "$root/DEBIAN"
-for f in conffiles postinst prerm postrm; do
-	install -m "$( [ "$f" = conffiles ] && echo 0644 || echo 0755 )" \
-		"$here/debian/$f" "$root/DEBIAN/$f"
-done
-depends="libc6, libev4, libjansson4, liburing2, libisal2, libnettle8, libmicrohttpd12, libcurl4"
-if command -v dpkg-shlibdeps >/dev/null; then
-	# dpkg-shlibdeps wants a debian/control beside it
-	mkdir -p "$tmp/shlib/debian"
-	printf 'Source: sluice\n\nPackage: sluice\nArchitecture: any\n' \
-		>"$tmp/shlib/debian/control"
-	if d=$(cd "$tmp/shlib" && dpkg-shlibdeps -O -e"$root/usr/sbin/sluiced" \
-			-e"$root/usr/sbin/sluice-fsck" -e"$root/usr/bin/sluicectl" 2>"$tmp/shlibdeps.err"); then
-		depends=${d#shlibs:Depends=}
-	else
-		echo "build-deb.sh: dpkg-shlibdeps failed, using a fixed Depends:" >&2
-		sed 's/^/    /' "$tmp/shlibdeps.err" >&2
-	fi
+# 3. the binary packages
+echo "build-deb.sh: dpkg-buildpackage in $tree" >&2
+if ! (cd "$tree" && DEB_BUILD_OPTIONS="$check" \
+		dpkg-buildpackage -us -uc -b -J"${JOBS:-2}") >"$tmp/build.log" 2>&1; then
+	tail -30 "$tmp/build.log" >&2
+	die "dpkg-buildpackage failed (the whole log: run with -k)"
 fi
-size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-sed -e "s/@VERSION@/$debversion/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" \
-	-e "s/@DEPENDS@/$depends/" "$here/debian/control.in" >"$root/DEBIAN/control"
-(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' |
-	sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
 
 mkdir -p "$outdir"
-deb=$(cd "$outdir" && pwd)/sluice_${debversion}_${arch}.deb
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >&2
-echo "$deb"
+outdir=$(cd "$outdir" && pwd)
+debversion=$(cd "$tree" && dpkg-parsechangelog -S Version)
+arch=$(dpkg --print-architecture)
+deb=sluice_${debversion#*:}_$arch.deb
+[ -f "$tmp/src/$deb" ] || die "dpkg-buildpackage made no $deb"
+for f in "$tmp/src"/*.deb "$tmp/src"/*.ddeb; do
+	[ -f "$f" ] && cp "$f" "$outdir/"
+done
+echo "$outdir/$deb"
