@@ -69,7 +69,7 @@ if daemon_start "$DATA" "$LOG"; then
 		--sessions 2 --verify --state "$STATE" --readback-only
 	# overwrite a little of it without stamps the state knows: the check
 	# must see it
-	timeout 60 "$BLENDER" --seed $((SEED + 1)) --time 0.5 --vms 1 --qd 4 --span 64M \
+	timeout 60 "$BLENDER" --seed $((SEED + 1)) --time 0 --ops 2000 --vms 1 --qd 8 --span 64M \
 		"$(url "$IQN")" >"$work/b4.out" 2>&1
 	timeout 120 "$BLENDER" --verify --state "$STATE" --readback-only "$(url "$IQN")" \
 		>"$work/b5.out" 2>&1
