@@ -99,6 +99,21 @@ void iscsi_sess_update_window(struct iscsi_sess *s)
 		s->max_cmdsn = max;
 }
 
+/* RFC 7143 7.2: the CmdSN of a rejected non-immediate command is not
+ * taken (a gap the initiator plugs by sending that CmdSN again), so
+ * ExpCmdSN, advanced when the PDU was taken in order, steps back. */
+static void iscsi_cmd_reject(struct iscsi_conn *c, struct iscsi_pdu *p, uint8_t reason,
+                             bool ordered)
+{
+	struct iscsi_sess *s = c->sess;
+
+	if (ordered && !(p->hdr.bhs.op & ISCSI_OP_IMMEDIATE) &&
+	    be32toh(p->hdr.bhs.sn) == s->exp_cmdsn - 1)
+		s->exp_cmdsn--;
+	iscsi_conn_reject(c, &p->hdr, reason);
+	iscsi_pdu_free(p);
+}
+
 /* Sessions */
 
 static void iscsi_sess_reinstate(struct iscsi_srv *srv, const char *initiator,
@@ -666,8 +681,7 @@ static void iscsi_rx_scsi_cmd(struct iscsi_conn *c, struct iscsi_pdu *p)
 	int rc;
 
 	if (reason) {
-		iscsi_conn_reject(c, &p->hdr, reason);
-		iscsi_pdu_free(p);
+		iscsi_cmd_reject(c, p, reason, true);
 		return;
 	}
 	t = iscsi_task_new(c, p);
@@ -819,9 +833,8 @@ static void iscsi_rx_text(struct iscsi_conn *c, struct iscsi_pdu *p)
 	free(c->text_rsp);              /* a new request resets a pending one */
 	c->text_rsp = NULL;
 	if ((p->hdr.bhs.flags & ISCSI_TEXT_CONTINUE) || iscsi_text_answer(c, p, &out) < 0) {
-		iscsi_conn_reject(c, &p->hdr, ISCSI_REJECT_PROTOCOL);
 		free(out.buf);
-		iscsi_pdu_free(p);
+		iscsi_cmd_reject(c, p, ISCSI_REJECT_PROTOCOL, true);
 		return;
 	}
 	c->text_rsp = out.buf;
@@ -1107,15 +1120,13 @@ static void iscsi_sess_process(struct iscsi_conn *c, struct iscsi_pdu *p)
 	uint8_t op = p->hdr.bhs.op & ISCSI_OP_MASK;
 
 	if (!d->rx || !(d->flags & OPF_FULL)) {
-		iscsi_conn_reject(c, &p->hdr, ISCSI_REJECT_NOT_SUPPORTED);
-		iscsi_pdu_free(p);
+		iscsi_cmd_reject(c, p, ISCSI_REJECT_NOT_SUPPORTED, d->flags & OPF_CMDSN);
 		return;
 	}
 	/* RFC 7143 4.3: a discovery session has Text, Logout and NOP only */
 	if (c->sess->discovery && op != ISCSI_OP_TEXT_REQ && op != ISCSI_OP_LOGOUT_REQ &&
 	    op != ISCSI_OP_NOP_OUT) {
-		iscsi_conn_reject(c, &p->hdr, ISCSI_REJECT_PROTOCOL);
-		iscsi_pdu_free(p);
+		iscsi_cmd_reject(c, p, ISCSI_REJECT_PROTOCOL, d->flags & OPF_CMDSN);
 		return;
 	}
 	d->rx(c, p);

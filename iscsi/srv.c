@@ -36,6 +36,32 @@ void iscsi_log(struct iscsi_srv *s, enum store_log_level level, const char *fmt,
 	s->log(s->log_arg, level, msg);
 }
 
+/* Out of descriptors or memory, accept() fails again at once while the
+ * listening socket stays readable: the loop would spin (and log) until a
+ * descriptor frees. The portal pauses instead; waiting connections stay
+ * in the kernel's backlog. */
+#define ISCSI_ACCEPT_PAUSE      0.1
+
+static void iscsi_accept_resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct iscsi_portal *pt = container_of(w, struct iscsi_portal, pause);
+
+	(void)revents;
+	if (pt->fd >= 0 && !pt->srv->stopping)
+		ev_io_start(loop, &pt->io);
+}
+
+static void iscsi_accept_pause(struct iscsi_portal *pt, int err)
+{
+	struct iscsi_srv *s = pt->srv;
+
+	iscsi_log(s, STORE_LOG_WARN, "accept on %s:%u: %s: pausing the portal %.1f s",
+	          pt->host, pt->port, strerror(err), ISCSI_ACCEPT_PAUSE);
+	ev_io_stop(s->loop, &pt->io);
+	ev_timer_set(&pt->pause, ISCSI_ACCEPT_PAUSE, 0);
+	ev_timer_start(s->loop, &pt->pause);
+}
+
 static void iscsi_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct iscsi_portal *pt = container_of(w, struct iscsi_portal, io);
@@ -47,7 +73,11 @@ static void iscsi_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		struct iscsi_conn *c;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				iscsi_accept_pause(pt, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			         errno != ECONNABORTED)
 				iscsi_log(s, STORE_LOG_WARN, "accept on %s:%u: %s", pt->host,
 				          pt->port, strerror(errno));
 			return;
@@ -114,6 +144,7 @@ static int iscsi_portal_listen(struct iscsi_srv *s, struct iscsi_portal *pt,
 		return err;
 	}
 	ev_io_init(&pt->io, iscsi_accept_cb, pt->fd, EV_READ);
+	ev_init(&pt->pause, iscsi_accept_resume_cb);
 	ev_io_start(s->loop, &pt->io);
 	iscsi_log(s, STORE_LOG_INFO, "listening on %s%s%s:%u, portal group %u",
 	          strchr(pt->host, ':') ? "[" : "", pt->host, strchr(pt->host, ':') ? "]" : "",
@@ -127,6 +158,7 @@ static void iscsi_portals_close(struct iscsi_srv *s)
 		if (s->portals[i].fd < 0)
 			continue;
 		ev_io_stop(s->loop, &s->portals[i].io);
+		ev_timer_stop(s->loop, &s->portals[i].pause);
 		close(s->portals[i].fd);
 		s->portals[i].fd = -1;
 	}

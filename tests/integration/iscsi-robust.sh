@@ -6,7 +6,7 @@
 # RESET under load, relogin with a new and the old ISID, TCP resets during
 # R2T and with commands in the store, a session that stops reading its
 # socket, the CmdSN window edges, malformed PDUs and malformed logins,
-# and SIGTERM with sessions busy.
+# running out of file descriptors, and SIGTERM with sessions busy.
 #
 # After each scenario sluiced must still serve, and its memory must stay
 # flat: a scenario runs once to warm up (caches, malloc arenas, the store's
@@ -154,6 +154,36 @@ scenario stuck 2 stuck "$PORTAL" "$IQN"
 scenario cmdsn 3 cmdsn "$PORTAL" "$IQN"
 scenario malformed 3 malformed "$PORTAL" "$IQN"
 scenario badlogin 3 badlogin "$PORTAL" "$IQN"
+
+# Out of file descriptors: sluiced's soft limit is lowered to a few above
+# what it holds, 40 connections arrive and are held 1.5 s, so accept()
+# fails with EMFILE while more wait. The loop must not spin on the
+# listening socket (CPU time of the daemon well under the 1.5 s), the log
+# must not flood, and once the limit is back a login works.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+if [ -z "${SLUICE_ROBUST_SCENARIOS:-}" ] || [[ " $SLUICE_ROBUST_SCENARIOS " == *" fdlimit "* ]]; then
+	if command -v prlimit >/dev/null 2>&1; then
+		soft=$(prlimit --pid "$pid" --nofile --noheadings --output SOFT)
+		w0=$(grep -c 'accept on' "$LOG")
+		t0=$(cpu_ticks)
+		prlimit --pid "$pid" --nofile=$(($(fds) + 6)): &&
+			run fdlimit fdlimit "$PORTAL" "$IQN" 40 1500
+		t1=$(cpu_ticks)
+		prlimit --pid "$pid" --nofile="$soft":
+		w1=$(grep -c 'accept on' "$LOG")
+		hz=$(getconf CLK_TCK)
+		if [ $((t1 - t0)) -lt $((hz / 2)) ] && [ $((w1 - w0)) -lt 20 ]; then
+			ok "fdlimit: out of fds, sluiced waits (CPU $((t1 - t0)) ticks of $hz/s, $((w1 - w0)) accept warnings)"
+		else
+			not_ok "fdlimit: out of fds, sluiced spins (CPU $((t1 - t0)) ticks of $hz/s, $((w1 - w0)) accept warnings)"
+		fi
+		if run login login "$PORTAL" "$IQN"; then
+			ok "fdlimit: with fds again, a login works"
+		fi
+	else
+		skipped "fdlimit: prlimit is not installed"
+	fi
+fi
 
 # SIGTERM with two sessions holding WRITEs that wait for data: one logs
 # out when asked (Async Message), the other is dropped after the grace;

@@ -1492,7 +1492,7 @@ static void bad_one(enum bad b, struct raw *bystander)
 		put32(h + 20, 512);
 		cdb_rw(h + 32, 0x8a, 260000, 1);
 		raw_send(&r, h, data, 4096);
-		want = 2;
+		want = 1;       /* its CmdSN is not taken: our next command plugs the gap */
 		break;
 	case BAD_AHS_GARBAGE:
 		h[0] = OP_SCSI_CMD;
