@@ -530,8 +530,10 @@ static void iscsi_task_data_out(struct iscsi_task *t)
 			iscsi_conn_close(c, "out of memory");
 			return;
 		}
-		iscsi_r2t_send(t, t->solicit_off, len);
 		t->solicit_off += len;
+		iscsi_r2t_send(t, t->solicit_off - len, len);
+		if (c->state == ISCSI_CONN_CLOSED)
+			return;         /* out of memory there: the close freed t */
 	}
 	if (t->solicit_off >= t->want && t->nr2t == 0 && t->state == ISCSI_TASK_DATA_OUT)
 		iscsi_task_exec(t);

@@ -84,6 +84,7 @@
 static const char *host, *port, *iqn;
 static const char *me = "iqn.2024-01.org.sluice.test:robust";
 static int failures;
+static bool lib_header_digest;          /* libiscsi sessions ask for CRC32C */
 
 static void check(bool ok, const char *fmt, ...)
 {
@@ -683,6 +684,8 @@ static struct iscsi_context *lib_open(const char *init, uint32_t qual, const cha
 	iscsi_set_session_type(ic, ISCSI_SESSION_NORMAL);
 	iscsi_set_noautoreconnect(ic, 1);
 	iscsi_set_timeout(ic, 10);
+	if (lib_header_digest)
+		iscsi_set_header_digest(ic, ISCSI_HEADER_DIGEST_CRC32C);
 	if (user)
 		iscsi_set_initiator_username_pwd(ic, user, secret);
 	if (tuser)
@@ -838,6 +841,8 @@ static int cmd_refused(int argc, char **argv)
  * in several PDUs and immediate-less writes. */
 static int cmd_digest(int argc, char **argv)
 {
+	struct iscsi_context *ic;
+	char err[256] = "";
 	struct raw r;
 
 	(void)argc; (void)argv;
@@ -845,6 +850,16 @@ static int cmd_digest(int argc, char **argv)
 	check(raw_write_verify(&r, 210000, 1024, 5), "digest: 512 KiB write (R2T) and read, CRC32C both");
 	check(raw_write_verify(&r, 212000, 1, 6), "digest: 512 B write and read, CRC32C both");
 	raw_close(&r);
+	/* and libiscsi's own CRC32C (it has HeaderDigest only) */
+	lib_header_digest = true;
+	ic = lib_open(me, 8, NULL, NULL, NULL, NULL, err, sizeof(err));
+	check(ic && lib_write_verify(ic, 213000, 2048, 7),
+	      "digest: libiscsi with HeaderDigest=CRC32C writes and reads 1 MiB%s%s",
+	      ic ? "" : ": ", ic ? "" : err);
+	if (ic) {
+		iscsi_logout_sync(ic);
+		iscsi_destroy_context(ic);
+	}
 	return 0;
 }
 
