@@ -213,10 +213,13 @@ static int metrics_vols(struct mgmt_srv *m, char **b, size_t *len, size_t *cap)
 	err |= mgmt_buf_printf(b, len, cap, "# HELP sluice_volume_unique_bytes Bytes "
 	                       "no snapshot or clone shares: what deleting it frees.\n"
 	                       "# TYPE sluice_volume_unique_bytes gauge\n");
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		uint64_t unique = 0;
+
+		store_vol_unique(m->pool, vi[i].name, &unique);
 		err |= mgmt_buf_printf(b, len, cap, "sluice_volume_unique_bytes{volume=\"%s\"} "
-		                       "%" PRIu64 "\n", vi[i].name,
-		                       vi[i].unique_sectors * STORE_SECTOR);
+		                       "%" PRIu64 "\n", vi[i].name, unique * STORE_SECTOR);
+	}
 	if (!err)
 		err = mgmt_stats_metrics(m->stats, vi, n, b, len, cap);
 	free(vi);

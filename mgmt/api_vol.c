@@ -51,10 +51,12 @@ static json_t *time_json(uint64_t secs)
 
 /* mapped: holds data; unique: held by nothing else, what deleting it
  * frees; shared: the rest, kept by a snapshot, a clone or the volume. */
-static void space_json(json_t *o, const struct store_vol_info *vi)
+static void space_json(json_t *o, struct store_pool *p, const struct store_vol_info *vi)
 {
-	uint64_t mapped = vi->mapped_sectors * STORE_SECTOR;
-	uint64_t unique = vi->unique_sectors * STORE_SECTOR;
+	uint64_t mapped = vi->mapped_sectors * STORE_SECTOR, unique = 0;
+
+	if (store_vol_unique(p, vi->name, &unique) == 0)
+		unique *= STORE_SECTOR;
 
 	if (unique > mapped)
 		unique = mapped;
@@ -78,7 +80,7 @@ static json_t *vol_json(struct mgmt_srv *m, const struct store_vol_info *vi)
 
 	if (!o)
 		return NULL;
-	space_json(o, vi);
+	space_json(o, m->pool, vi);
 	if (mgmt_xfer_info_get(m, vi->name, &xi))
 		json_object_set_new(o, "transfer", json_pack("{s:s, s:I, s:I, s:f}",
 			"direction", xi.direction, "bytes_done", (json_int_t)xi.done,
@@ -89,7 +91,7 @@ static json_t *vol_json(struct mgmt_srv *m, const struct store_vol_info *vi)
 
 /* A snapshot (store name "vol@snap"); clones: how many volumes were
  * cloned from it and are still there. */
-static json_t *snap_json(const struct store_vol_info *si, size_t clones)
+static json_t *snap_json(struct store_pool *p, const struct store_vol_info *si, size_t clones)
 {
 	const char *at = strchr(si->name, '@');
 	json_t *o;
@@ -103,7 +105,7 @@ static json_t *snap_json(const struct store_vol_info *si, size_t clones)
 		"created", time_json(si->created),
 		"origin", si->origin, "clones", (json_int_t)clones);
 	if (o)
-		space_json(o, si);
+		space_json(o, p, si);
 	return o;
 }
 
@@ -149,7 +151,7 @@ static json_t *snap_json_named(struct store_pool *p, const char *full)
 	if (store_vol_stat(p, full, &si) < 0 || !si.snapshot ||
 	    snap_clones(p, &si, 1, &clones) < 0)
 		return NULL;
-	return snap_json(&si, clones);
+	return snap_json(p, &si, clones);
 }
 
 /* The volume named by the path, into vi; or a reply (400 or 404). */
@@ -513,7 +515,7 @@ static int api_snap_list(struct mgmt_req *rq)
 		n = got < n ? got : n;
 		if (snap_clones(p, si, n, clones) == 0) {
 			for (size_t i = 0; i < n; i++)
-				json_array_append_new(list, snap_json(&si[i], clones[i]));
+				json_array_append_new(list, snap_json(p, &si[i], clones[i]));
 			free(si);
 			free(clones);
 			return mgmt_reply_json(rq, 200, json_pack("{s:o}", "snapshots", list));

@@ -81,8 +81,6 @@ struct store_vol_info {
 	                                  * volume; "" when none (or deleted) */
 	uint64_t created;                /* unix seconds */
 	uint64_t mapped_sectors;         /* sectors that hold data */
-	uint64_t unique_sectors;         /* of those, held by nothing else: what
-	                                  * deleting it would free */
 	uint64_t extents;                /* map entries */
 	uint32_t snapshots;              /* a volume's snapshots */
 };
@@ -146,6 +144,10 @@ void store_vol_set_write_back(struct store_pool *p, const char *name, bool on,
 /* Fills out[0..max) in name order; returns how many volumes exist (may be > max). */
 size_t store_vol_list(struct store_pool *p, struct store_vol_info *out, size_t max);
 int  store_vol_stat(struct store_pool *p, const char *name, struct store_vol_info *out);
+/* Of name's mapped sectors, those nothing else holds: what deleting it
+ * would free. Walks its whole map (O(extents)): for the API, never per
+ * I/O. -ENOENT when there is no such volume or snapshot. */
+int  store_vol_unique(struct store_pool *p, const char *name, uint64_t *sectors);
 
 /* Snapshots and clones share data by reference: creating one is O(1) and
  * takes no space until the volumes diverge; a block stays until nothing

@@ -205,7 +205,6 @@ static void vol_info(const struct store_vol *v, struct store_vol_info *out)
 		memcpy(out->origin, o->name, sizeof(out->origin));
 	out->created = v->created;
 	out->mapped_sectors = v->map.mapped;
-	out->unique_sectors = store_map_unique(&v->map, store_addr_only, &v->pool->addr);
 	out->extents = v->map.extents;
 	out->snapshots = v->snaps;
 }
@@ -232,6 +231,16 @@ int store_vol_stat(struct store_pool *p, const char *name, struct store_vol_info
 	if (!v || v->state == VOL_CREATING)
 		return -ENOENT;
 	vol_info(v, out);
+	return 0;
+}
+
+int store_vol_unique(struct store_pool *p, const char *name, uint64_t *sectors)
+{
+	struct store_vol *v = name ? store_vol_find(p, name) : NULL;
+
+	if (!v || v->state == VOL_CREATING)
+		return -ENOENT;
+	*sectors = store_map_unique(&v->map, store_addr_only, &p->addr);
 	return 0;
 }
 

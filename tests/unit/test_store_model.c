@@ -19,8 +19,8 @@
  * Space: every sector written gets a fresh id in the model; snapshots,
  * clones, rollbacks and copies share ids. After every step the pool's
  * used_bytes must be 512 times the number of distinct ids still referenced
- * anywhere, and each one's mapped_sectors and unique_sectors must match
- * too. unique_sectors is taken as the store counts it today: sectors whose
+ * anywhere, and each one's mapped_sectors and store_vol_unique must match
+ * too. store_vol_unique is taken as the store counts it today: sectors whose
  * id is referenced once in all (so data a copy put twice into one volume
  * is not unique, though deleting the volume would free it).
  *
@@ -269,6 +269,7 @@ static void model_check_stats(struct model *m)
 	for (int s = 0; s < OBJS; s++) {
 		struct model_obj *o = &m->obj[s];
 		struct store_vol_info vi;
+		uint64_t vi_unique = 0;
 		uint64_t mapped = 0, unique = 0;
 
 		if (!o->exists)
@@ -280,16 +281,17 @@ static void model_check_stats(struct model *m)
 			unique += o->ids[x] != 0 && m->refs[o->ids[x]] == 1;
 		}
 		store_vol_get_info(o->h, &vi);
+		assert_int_equal(store_vol_unique(m->pool, o->name, &vi_unique), 0);
 		assert_string_equal(vi.name, o->name);
 		assert_string_equal(vi.origin, o->origin);
 		assert_int_equal(vi.sectors, o->sectors);
 		assert_int_equal(vi.snapshot, o->snapshot);
 		if (!o->snapshot)
 			assert_int_equal(vi.write_back, o->write_back);
-		if (vi.mapped_sectors != mapped || vi.unique_sectors != unique) {
+		if (vi.mapped_sectors != mapped || vi_unique != unique) {
 			fprintf(stderr, "step %u: %s maps %" PRIu64 " sectors, %" PRIu64
 			        " of them unique; the model says %" PRIu64 ", %" PRIu64 "\n",
-			        m->step, o->name, vi.mapped_sectors, vi.unique_sectors,
+			        m->step, o->name, vi.mapped_sectors, vi_unique,
 			        mapped, unique);
 			fail();
 		}
