@@ -9,6 +9,7 @@ libsl_iscsi_a_SOURCES = \
 	%reldir%/srv.c %reldir%/conn.c %reldir%/params.c %reldir%/login.c \
 	%reldir%/session.c %reldir%/target.c \
 	%reldir%/scsi.c %reldir%/lu.c %reldir%/spc.c %reldir%/sbc.c \
+	%reldir%/copy.c \
 	%reldir%/pr.h %reldir%/pr.c
 
 # What a program serving iSCSI links, in link order.

@@ -1,7 +1,8 @@
 /* iscsi/sbc.c: SBC-3 block commands over a store volume: READ/WRITE
  * (6/10/12/16), WRITE AND VERIFY, VERIFY, SYNCHRONIZE CACHE, PRE-FETCH,
  * READ CAPACITY(10/16), GET LBA STATUS, UNMAP, WRITE SAME(10/16), SANITIZE
- * (block erase) and READ DEFECT DATA.
+ * (block erase), READ DEFECT DATA and COMPARE AND WRITE, and the block
+ * ranges that make COMPARE AND WRITE atomic against every other write.
  *
  * Logical blocks are 512 bytes, the store's sector; the physical block is
  * the store's 4 KiB (LBPPBE 3). Decoders run once, before any data moves:
@@ -10,7 +11,6 @@
  * Store calls complete asynchronously; their errors become sense through
  * scsi_sense_store() only.
  */
-#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,41 +19,6 @@
 #include "iscsi/scsi.h"
 
 #define SBC_WS_CHUNK_BLOCKS     2048u   /* WRITE SAME writes 1 MiB at a time */
-
-static uint32_t get16(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 8 | p[1];
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t be;
-
-	memcpy(&be, p, 4);
-	return be32toh(be);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t be;
-
-	memcpy(&be, p, 8);
-	return be64toh(be);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	uint32_t be = htobe32(v);
-
-	memcpy(p, &be, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	uint64_t be = htobe64(v);
-
-	memcpy(p, &be, 8);
-}
 
 static struct store_vol *sbc_vol(const struct scsi_task *t)
 {
@@ -100,24 +65,24 @@ static int sbc_decode(struct scsi_task *t, uint64_t lba, uint32_t n, unsigned le
 
 int sbc_decode_rw6(struct scsi_task *t)
 {
-	uint32_t lba = (uint32_t)(t->cdb[1] & 0x1f) << 16 | get16(t->cdb + 2);
+	uint32_t lba = (uint32_t)(t->cdb[1] & 0x1f) << 16 | scsi_get16(t->cdb + 2);
 
 	return sbc_decode(t, lba, t->cdb[4] ? t->cdb[4] : 256, 4);     /* 0 means 256 */
 }
 
 int sbc_decode_rw10(struct scsi_task *t)
 {
-	return sbc_decode(t, get32(t->cdb + 2), get16(t->cdb + 7), 7);
+	return sbc_decode(t, scsi_get32(t->cdb + 2), scsi_get16(t->cdb + 7), 7);
 }
 
 int sbc_decode_rw12(struct scsi_task *t)
 {
-	return sbc_decode(t, get32(t->cdb + 2), get32(t->cdb + 6), 6);
+	return sbc_decode(t, scsi_get32(t->cdb + 2), scsi_get32(t->cdb + 6), 6);
 }
 
 int sbc_decode_rw16(struct scsi_task *t)
 {
-	return sbc_decode(t, get64(t->cdb + 2), get32(t->cdb + 10), 10);
+	return sbc_decode(t, scsi_get64(t->cdb + 2), scsi_get32(t->cdb + 10), 10);
 }
 
 /* Completions */
@@ -276,11 +241,11 @@ int sbc_read_capacity10(struct scsi_task *t)
 	uint64_t last = scsi_lu_blocks(t->itl->lu) - 1;
 	uint8_t d[8];
 
-	if (!(t->cdb[8] & 0x01) && get32(t->cdb + 2) != 0)
+	if (!(t->cdb[8] & 0x01) && scsi_get32(t->cdb + 2) != 0)
 		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
 		                        true, 2, 7);
-	put32(d, last > 0xffffffffu ? 0xffffffffu : (uint32_t)last);
-	put32(d + 4, SCSI_BLOCK);
+	scsi_put32(d, last > 0xffffffffu ? 0xffffffffu : (uint32_t)last);
+	scsi_put32(d + 4, SCSI_BLOCK);
 	return scsi_data_in(t, d, sizeof(d), sizeof(d));
 }
 
@@ -288,34 +253,34 @@ int sbc_read_capacity16(struct scsi_task *t)
 {
 	uint8_t d[32] = { 0 };
 
-	put64(d, scsi_lu_blocks(t->itl->lu) - 1);
-	put32(d + 8, SCSI_BLOCK);
+	scsi_put64(d, scsi_lu_blocks(t->itl->lu) - 1);
+	scsi_put32(d + 8, SCSI_BLOCK);
 	d[13] = 3;                      /* LBPPBE: 8 logical blocks per 4 KiB */
 	d[14] = 0x80 | 0x40;            /* LBPME, LBPRZ */
-	return scsi_data_in(t, d, sizeof(d), get32(t->cdb + 10));
+	return scsi_data_in(t, d, sizeof(d), scsi_get32(t->cdb + 10));
 }
 
 /* GET LBA STATUS (SBC-3 5.5): one descriptor, for the run of blocks from
  * the requested LBA that are all mapped (0) or all deallocated (1). */
 int sbc_get_lba_status(struct scsi_task *t)
 {
-	uint64_t lba = get64(t->cdb + 2), blocks = scsi_lu_blocks(t->itl->lu), run;
+	uint64_t lba = scsi_get64(t->cdb + 2), blocks = scsi_lu_blocks(t->itl->lu), run;
 	uint8_t d[24] = { 0 };
 	bool mapped;
 
 	if (lba >= blocks || store_vol_map_status(sbc_vol(t), lba, &mapped, &run))
 		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
-	put32(d, 20);
-	put64(d + 8, lba);
-	put32(d + 16, run > 0xffffffffu ? 0xffffffffu : (uint32_t)run);
+	scsi_put32(d, 20);
+	scsi_put64(d + 8, lba);
+	scsi_put32(d + 16, run > 0xffffffffu ? 0xffffffffu : (uint32_t)run);
 	d[20] = mapped ? 0x00 : 0x01;
-	return scsi_data_in(t, d, sizeof(d), get32(t->cdb + 10));
+	return scsi_data_in(t, d, sizeof(d), scsi_get32(t->cdb + 10));
 }
 
 /* UNMAP (SBC-3 5.25): every descriptor is checked before any is done. */
 int sbc_decode_unmap(struct scsi_task *t)
 {
-	t->xfer = get16(t->cdb + 7);
+	t->xfer = scsi_get16(t->cdb + 7);
 	return 0;
 }
 
@@ -333,9 +298,9 @@ static void sbc_unmap_next(void *arg, int err)
 		uint32_t n;
 
 		scsi_buf_copy_out(&t->buf, (uint32_t)(8 + 16 * t->pos++), desc, 16);
-		n = get32(desc + 8);
+		n = scsi_get32(desc + 8);
 		if (n) {
-			store_vol_unmap(sbc_vol(t), get64(desc), n, sbc_unmap_next, t);
+			store_vol_unmap(sbc_vol(t), scsi_get64(desc), n, sbc_unmap_next, t);
 			return;
 		}
 	}
@@ -354,7 +319,7 @@ int sbc_unmap(struct scsi_task *t)
 	if (t->data_out < 8)
 		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
 	scsi_buf_copy_out(&t->buf, 0, hdr, 8);
-	ndesc = get16(hdr + 2) / 16;
+	ndesc = scsi_get16(hdr + 2) / 16;
 	if (8 + 16 * ndesc > t->data_out)
 		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
 	if (ndesc > SCSI_MAX_UNMAP_DESCS)
@@ -362,8 +327,8 @@ int sbc_unmap(struct scsi_task *t)
 		                        false, 2, 7);
 	for (uint32_t i = 0; i < ndesc; i++) {
 		scsi_buf_copy_out(&t->buf, 8 + 16 * i, desc, 16);
-		total += get32(desc + 8);
-		if (sbc_lba_range(t, get64(desc), get32(desc + 8)))
+		total += scsi_get32(desc + 8);
+		if (sbc_lba_range(t, scsi_get64(desc), scsi_get32(desc + 8)))
 			return SCSI_DONE;
 	}
 	if (total > SCSI_MAX_UNMAP_BLOCKS)
@@ -401,12 +366,12 @@ static int sbc_decode_ws(struct scsi_task *t, uint64_t lba, uint32_t n, unsigned
 
 int sbc_decode_ws10(struct scsi_task *t)
 {
-	return sbc_decode_ws(t, get32(t->cdb + 2), get16(t->cdb + 7), 7);
+	return sbc_decode_ws(t, scsi_get32(t->cdb + 2), scsi_get16(t->cdb + 7), 7);
 }
 
 int sbc_decode_ws16(struct scsi_task *t)
 {
-	return sbc_decode_ws(t, get64(t->cdb + 2), get32(t->cdb + 10), 10);
+	return sbc_decode_ws(t, scsi_get64(t->cdb + 2), scsi_get32(t->cdb + 10), 10);
 }
 
 static void sbc_ws_next(void *arg, int err)
@@ -460,7 +425,7 @@ int sbc_write_same(struct scsi_task *t)
  * FAILURE MODE has nothing to leave. No parameter list for either. */
 int sbc_decode_sanitize(struct scsi_task *t)
 {
-	if (get16(t->cdb + 7) != 0)
+	if (scsi_get16(t->cdb + 7) != 0)
 		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
 		                        true, 7, 7), 1;
 	return 0;
@@ -482,5 +447,249 @@ int sbc_read_defect(struct scsi_task *t)
 	bool twelve = t->cdb[0] == SCSI_READ_DEFECT_DATA_12;
 
 	d[1] = twelve ? t->cdb[1] & 0x1f : t->cdb[2] & 0x1f;
-	return scsi_data_in(t, d, twelve ? 8 : 4, twelve ? get32(t->cdb + 6) : get16(t->cdb + 7));
+	return scsi_data_in(t, d, twelve ? 8 : 4, twelve ? scsi_get32(t->cdb + 6) : scsi_get16(t->cdb + 7));
+}
+
+/* Block ranges. Every command that writes a LU's blocks holds a range of
+ * them from exec to completion, wherever it comes from (any session, any
+ * portal, a copy). Writes share: with no exclusive holder and nobody
+ * waiting, taking a range is a list insert. COMPARE AND WRITE holds its
+ * blocks alone: it waits for the writes in flight over them, and writes
+ * that arrive while it waits or runs wait behind it, in arrival order, so
+ * nothing can land between its read and its write (SBC-3 5.3). */
+
+static bool range_conflict(const struct scsi_range *a, const struct scsi_range *b)
+{
+	return (a->excl || b->excl) && a->lba < b->end && b->lba < a->end;
+}
+
+/* May r be held now? Not if it conflicts with a holder, or with a waiter
+ * that came before it (stop: r's own place in the queue, or NULL). */
+static bool range_free(struct scsi_lu *lu, const struct scsi_range *r,
+                       const struct scsi_range *stop)
+{
+	const struct scsi_range *o;
+
+	if (lu->range_excl || r->excl)
+		TAILQ_FOREACH(o, &lu->ranges, link)
+			if (range_conflict(r, o))
+				return false;
+	TAILQ_FOREACH(o, &lu->range_wait, link) {
+		if (o == stop)
+			break;
+		if (range_conflict(r, o))
+			return false;
+	}
+	return true;
+}
+
+static void range_hold(struct scsi_lu *lu, struct scsi_range *r)
+{
+	r->held = true;
+	TAILQ_INSERT_TAIL(&lu->ranges, r, link);
+	if (r->excl)
+		lu->range_excl++;
+}
+
+int scsi_range_lock(struct scsi_lu *lu, struct scsi_range *r, uint64_t lba, uint64_t n,
+                    bool excl, scsi_range_fn *granted)
+{
+	if (!lu->range_init) {
+		TAILQ_INIT(&lu->ranges);
+		TAILQ_INIT(&lu->range_wait);
+		lu->range_init = true;
+	}
+	r->lu = lu;
+	r->lba = lba;
+	r->end = n > UINT64_MAX - lba ? UINT64_MAX : lba + n;
+	r->excl = excl;
+	r->granted = granted;
+	r->next_grant = NULL;
+	tpc_lu_written(lu, r->lba, r->end);
+	if ((!lu->range_excl && !excl && TAILQ_EMPTY(&lu->range_wait)) ||
+	    range_free(lu, r, NULL)) {
+		range_hold(lu, r);
+		return 0;
+	}
+	r->held = false;
+	TAILQ_INSERT_TAIL(&lu->range_wait, r, link);
+	return 1;
+}
+
+/* Releases r, then grants, in order, the waiters that may now go; their
+ * callbacks run after the queue is settled (they may unlock in turn). */
+void scsi_range_unlock(struct scsi_range *r)
+{
+	struct scsi_lu *lu = r->lu;
+	struct scsi_range *w, *next, *go = NULL, **tail = &go;
+
+	if (!lu || !r->held)
+		return;
+	TAILQ_REMOVE(&lu->ranges, r, link);
+	if (r->excl)
+		lu->range_excl--;
+	r->lu = NULL;
+	r->held = false;
+	for (w = TAILQ_FIRST(&lu->range_wait); w; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (!range_free(lu, w, w))
+			continue;
+		TAILQ_REMOVE(&lu->range_wait, w, link);
+		range_hold(lu, w);
+		*tail = w;
+		tail = &w->next_grant;
+	}
+	while ((w = go)) {
+		go = w->next_grant;
+		w->next_grant = NULL;
+		w->granted(w);
+	}
+}
+
+/* UNMAP's blocks: from its lowest to its highest descriptor (a bad list
+ * keeps the whole LU; the command refuses it anyway). */
+static void sbc_unmap_bounds(const struct scsi_task *t, uint64_t *lba, uint64_t *n)
+{
+	uint64_t lo = UINT64_MAX, hi = 0;
+	uint8_t hdr[8], desc[16];
+	uint32_t ndesc;
+
+	if (t->data_out < 8)
+		return;
+	scsi_buf_copy_out(&t->buf, 0, hdr, 8);
+	ndesc = scsi_get16(hdr + 2) / 16;
+	if (ndesc > SCSI_MAX_UNMAP_DESCS || 8 + 16 * ndesc > t->data_out)
+		return;
+	for (uint32_t i = 0; i < ndesc; i++) {
+		uint64_t l, c;
+
+		scsi_buf_copy_out(&t->buf, 8 + 16 * i, desc, 16);
+		l = scsi_get64(desc);
+		c = scsi_get32(desc + 8);
+		if (c == 0)
+			continue;
+		if (l > UINT64_MAX - c)
+			return;
+		lo = l < lo ? l : lo;
+		hi = l + c > hi ? l + c : hi;
+	}
+	*lba = lo == UINT64_MAX ? 0 : lo;
+	*n = lo == UINT64_MAX ? 0 : hi - lo;
+}
+
+/* The blocks a write-like command holds: its range when the CDB or the
+ * parameter list names one, else the whole LU. */
+int sbc_task_lock(struct scsi_task *t, scsi_range_fn *granted)
+{
+	scsi_exec_fn *exec = t->desc->exec;
+	uint64_t lba = 0, n = UINT64_MAX;
+
+	if (exec == tpc_write_using_token)
+		return 0;               /* copy.c holds each destination range */
+	if (exec == sbc_write || exec == sbc_compare_and_write ||
+	    (exec == sbc_write_same && t->req.nblocks)) {
+		lba = t->req.lba;
+		n = t->req.nblocks;
+	} else if (exec == sbc_write_same) {
+		lba = t->req.lba;
+	} else if (exec == sbc_unmap) {
+		sbc_unmap_bounds(t, &lba, &n);
+	}
+	return scsi_range_lock(t->itl->lu, &t->range, lba, n,
+	                       t->desc->flags & SCMD_ATOMIC, granted);
+}
+
+/* COMPARE AND WRITE (SBC-3 5.3): the data-out is the blocks to compare,
+ * then the blocks to write; it runs holding its blocks alone. */
+int sbc_decode_caw(struct scsi_task *t)
+{
+	uint32_t n = t->cdb[13];
+
+	t->req.lba = scsi_get64(t->cdb + 2);
+	t->req.nblocks = n;
+	t->req.flags = t->cdb[1] & 0x08 ? SCSI_RQ_FUA : 0;
+	if (n > SCSI_MAX_CAW_BLOCKS)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 13, 7), 1;
+	if (sbc_lba_range(t, t->req.lba, n))
+		return 1;
+	t->xfer = 2 * n * SCSI_BLOCK;
+	/* half a pair is no compare and write: refuse before any data moves */
+	if (t->edtl != t->xfer)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 13, 7), 1;
+	return 0;
+}
+
+/* The first byte where the medium differs from the data-out, or -1. */
+static int64_t sbc_caw_diff(const struct scsi_task *t, const uint8_t *medium, uint32_t bytes)
+{
+	uint32_t off = 0;
+
+	while (off < bytes) {
+		uint32_t have;
+		const uint8_t *want = scsi_buf_at(&t->buf, off, &have);
+
+		have = have < bytes - off ? have : bytes - off;
+		if (memcmp(want, medium + off, have) != 0)
+			for (uint32_t i = 0; i < have; i++)
+				if (want[i] != medium[off + i])
+					return (int64_t)off + i;
+		off += have;
+	}
+	return -1;
+}
+
+static void sbc_caw_read_done(void *arg, int err)
+{
+	struct scsi_task *t = arg;
+	uint32_t bytes = t->req.nblocks * SCSI_BLOCK;
+	int64_t diff;
+	int iovcnt;
+
+	if (err == 0 && (diff = sbc_caw_diff(t, t->priv, bytes)) >= 0) {
+		/* SBC-3 5.3: INFORMATION is the offset of the first difference */
+		scsi_sense_info(t, SCSI_SK_MISCOMPARE, SCSI_ASC_MISCOMPARE_VERIFY,
+		                (uint64_t)diff);
+		err = 1;
+	}
+	free(t->priv);
+	t->priv = NULL;
+	free(t->iov);
+	t->iov = NULL;
+	if (err != 0) {
+		if (err < 0)
+			scsi_sense_store(t, err, false);
+		scsi_task_async_done(t);
+		return;
+	}
+	t->iov = scsi_buf_iov(&t->buf, bytes, bytes, &iovcnt);
+	if (!t->iov) {
+		sbc_write_done(t, -ENOMEM);
+		return;
+	}
+	t->pos = bytes;
+	store_vol_write(sbc_vol(t), t->req.lba, t->iov, iovcnt,
+	                (t->req.flags & SCSI_RQ_FUA) ? STORE_WRITE_FUA : 0, sbc_write_done, t);
+}
+
+int sbc_compare_and_write(struct scsi_task *t)
+{
+	uint32_t bytes = t->req.nblocks * SCSI_BLOCK;
+
+	if (bytes == 0)
+		return scsi_good(t);    /* SBC-3 5.3: not an error */
+	if (t->data_out < t->xfer)
+		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
+	t->priv = malloc(bytes);
+	t->iov = calloc(1, sizeof(*t->iov));
+	if (!t->priv || !t->iov) {
+		free(t->priv);
+		t->priv = NULL;
+		return scsi_sense_store(t, -ENOMEM, true);
+	}
+	t->iov[0] = (struct iovec){ t->priv, bytes };
+	t->started_ns = now_ns();
+	store_vol_read(sbc_vol(t), t->req.lba, t->iov, 1, sbc_caw_read_done, t);
+	return SCSI_ASYNC;
 }

@@ -423,15 +423,32 @@ int scsi_task_prepare(struct scsi_task *t)
 	return 0;
 }
 
+/* A write that waited for its blocks (sbc.c ranges) runs now. */
+static void scsi_task_granted(struct scsi_range *r)
+{
+	struct scsi_task *t = container_of(r, struct scsi_task, range);
+
+	if (t->desc->exec(t) == SCSI_DONE)
+		scsi_task_async_done(t);
+}
+
 int scsi_task_exec(struct scsi_task *t)
 {
-	return t->desc->exec(t);
+	int rc;
+
+	if ((t->desc->flags & SCMD_WRITE) && sbc_task_lock(t, scsi_task_granted) != 0)
+		return SCSI_ASYNC;
+	rc = t->desc->exec(t);
+	if (rc == SCSI_DONE)
+		scsi_range_unlock(&t->range);
+	return rc;
 }
 
 void scsi_task_async_done(struct scsi_task *t)
 {
 	free(t->iov);
 	t->iov = NULL;
+	scsi_range_unlock(&t->range);
 	t->done(t);
 }
 
@@ -465,6 +482,26 @@ static const struct scsi_cmd_desc scsi_maint_in[32] = {
 	[SCSI_MI_REPORT_TPGS] = { "REPORT TARGET PORT GROUPS", spc_report_tpgs, NULL, NULL,
 		SCMD_DATA_IN | SCMD_PR_OK | SCMD_RESV_OK, 12,
 		{ 0x3f, 0, 0, 0, 0, RW_LBA4, 0, 0 } },
+};
+
+/* SPC-4 6.4, SBC-3 5.7, 5.48: third-party copy out and in */
+static const struct scsi_cmd_desc scsi_tpc_out[32] = {
+	[SCSI_TPC_XCOPY_LID1] = { "EXTENDED COPY(LID1)", tpc_extended_copy, tpc_decode_out,
+		NULL, SCMD_DATA_OUT, 16, { 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, RW_LBA4, 0, 0 } },
+	[SCSI_TPC_POPULATE_TOKEN] = { "POPULATE TOKEN", tpc_populate_token, tpc_decode_out,
+		NULL, SCMD_DATA_OUT, 16, { 0x1f, 0, 0, 0, 0, RW_LBA4, RW_LBA4, 0x1f, 0 } },
+	[SCSI_TPC_WRITE_USING_TOKEN] = { "WRITE USING TOKEN", tpc_write_using_token,
+		tpc_decode_out, NULL, SCMD_DATA_OUT | SCMD_WRITE, 16,
+		{ 0x1f, 0, 0, 0, 0, RW_LBA4, RW_LBA4, 0x1f, 0 } },
+};
+
+static const struct scsi_cmd_desc scsi_tpc_in[32] = {
+	[SCSI_TPC_COPY_STATUS] = { "RECEIVE COPY STATUS(LID1)", tpc_copy_status, NULL, NULL,
+		SCMD_DATA_IN, 16, { 0x1f, 0xff, 0, 0, 0, 0, 0, 0, 0, RW_LBA4, 0, 0 } },
+	[SCSI_TPC_OP_PARAMS] = { "RECEIVE COPY OPERATING PARAMETERS", tpc_op_params, NULL,
+		NULL, SCMD_DATA_IN, 16, { 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, RW_LBA4, 0, 0 } },
+	[SCSI_TPC_ROD_TOKEN_INFO] = { "RECEIVE ROD TOKEN INFORMATION", tpc_rod_token_info,
+		NULL, NULL, SCMD_DATA_IN, 16, { 0x1f, RW_LBA4, 0, 0, 0, 0, RW_LBA4, 0, 0 } },
 };
 
 static const struct scsi_cmd_desc scsi_sanitize[32] = {
@@ -529,8 +566,15 @@ const struct scsi_cmd_desc scsi_cmds[256] = {
 		SCMD_DATA_IN | SCMD_PR_OK, 10, { 0x1f, 0, 0, 0, 0, 0, 0xff, 0xff, 0 } },
 	[SCSI_PERSISTENT_RESERVE_OUT] = { "PERSISTENT RESERVE OUT", pr_out, pr_decode_out, NULL,
 		SCMD_DATA_OUT | SCMD_PR_OK, 10, { 0x1f, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0 } },
+	[SCSI_EXTENDED_COPY] = { "THIRD-PARTY COPY OUT", NULL, NULL, scsi_tpc_out,
+		SCMD_SA, 16, { 0 } },
+	[SCSI_RECEIVE_COPY] = { "THIRD-PARTY COPY IN", NULL, NULL, scsi_tpc_in,
+		SCMD_SA, 16, { 0 } },
 	[SCSI_READ_16] = { "READ(16)", sbc_read, sbc_decode_rw16, NULL,
 		SCMD_DATA_IN, 16, { 0x1e, RW_LBA8, RW_LBA4, 0x1f, 0 } },
+	[SCSI_COMPARE_AND_WRITE] = { "COMPARE AND WRITE", sbc_compare_and_write,
+		sbc_decode_caw, NULL, SCMD_DATA_OUT | SCMD_WRITE | SCMD_ATOMIC, 16,
+		{ 0x1a, RW_LBA8, 0, 0, 0, 0xff, 0x1f, 0 } },
 	[SCSI_WRITE_16] = { "WRITE(16)", sbc_write, sbc_decode_rw16, NULL,
 		SCMD_DATA_OUT | SCMD_WRITE, 16, { 0x1a, RW_LBA8, RW_LBA4, 0x1f, 0 } },
 	[SCSI_WRITE_VERIFY_16] = { "WRITE AND VERIFY(16)", sbc_write, sbc_decode_rw16, NULL,

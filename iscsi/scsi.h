@@ -14,12 +14,47 @@
 #define SLUICE_ISCSI_SCSI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/uio.h>
 
 #include "iscsi/scsi_spec.h"
 #include "store/store.h"
+
+/* Big-endian fields of CDBs and parameter data */
+static inline uint32_t scsi_get16(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 8 | p[1];
+}
+
+static inline uint32_t scsi_get32(const uint8_t *p)
+{
+	return scsi_get16(p) << 16 | scsi_get16(p + 2);
+}
+
+static inline uint64_t scsi_get64(const uint8_t *p)
+{
+	return (uint64_t)scsi_get32(p) << 32 | scsi_get32(p + 4);
+}
+
+static inline void scsi_put16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void scsi_put32(uint8_t *p, uint32_t v)
+{
+	scsi_put16(p, v >> 16);
+	scsi_put16(p + 2, v & 0xffff);
+}
+
+static inline void scsi_put64(uint8_t *p, uint64_t v)
+{
+	scsi_put32(p, (uint32_t)(v >> 32));
+	scsi_put32(p + 4, (uint32_t)v);
+}
 
 #ifndef TAILQ_FOREACH_SAFE      /* BSD's, missing from glibc's sys/queue.h */
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)                      \
@@ -36,6 +71,25 @@
 #define SCSI_MAX_UNMAP_DESCS    256u
 #define SCSI_MAX_WS_BLOCKS      SCSI_MAX_XFER_BLOCKS
 #define SCSI_NAA_OUI            0x02534cu       /* locally administered "SL" */
+#define SCSI_MAX_CAW_BLOCKS     128u            /* VPD B0 MAXIMUM COMPARE AND WRITE LENGTH */
+
+/* The copy offload and atomic commands (copy.c, sbc.c; SPC-4 6.4, 6.18,
+ * SBC-3 5.3, 5.7, 5.48) */
+#define SCSI_EXTENDED_COPY      0x83u           /* THIRD-PARTY COPY OUT */
+#define SCSI_RECEIVE_COPY       0x84u           /* THIRD-PARTY COPY IN */
+#define SCSI_COMPARE_AND_WRITE  0x89u
+#define SCSI_TPC_XCOPY_LID1     0x00u           /* service actions of 83h */
+#define SCSI_TPC_POPULATE_TOKEN 0x10u
+#define SCSI_TPC_WRITE_USING_TOKEN 0x11u
+#define SCSI_TPC_COPY_STATUS    0x00u           /* service actions of 84h */
+#define SCSI_TPC_OP_PARAMS      0x03u
+#define SCSI_TPC_ROD_TOKEN_INFO 0x07u
+#define SCSI_VPD_TPC            0x8fu           /* third-party copy VPD page */
+
+#ifndef container_of
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#endif
 
 /* A task's data: chunks of SCSI_BUF_CHUNK, allocated when first touched,
  * counted in *acct (the connection's budget). */
@@ -72,6 +126,38 @@ enum {
 	SCSI_UA_ALL             = (1u << 9) - 1,
 };
 
+/* A range of a LU's blocks held by a command that writes them (sbc.c).
+ * Writes share ranges; an exclusive holder (COMPARE AND WRITE) waits for
+ * the writes in flight over its blocks, and later writes over them wait
+ * for it, in arrival order. */
+struct scsi_range;
+typedef void scsi_range_fn(struct scsi_range *r);
+struct scsi_range {
+	TAILQ_ENTRY(scsi_range) link;           /* lu->ranges or lu->range_wait */
+	struct scsi_range      *next_grant;
+	struct scsi_lu         *lu;             /* NULL: neither held nor waiting */
+	uint64_t                lba, end;
+	bool                    excl, held;
+	scsi_range_fn          *granted;        /* called once held, if it waited */
+};
+TAILQ_HEAD(scsi_range_list, scsi_range);
+
+/* A ROD token of POPULATE TOKEN (copy.c), kept by the LU it describes:
+ * bound to the data, so a write over any of its ranges revokes it. */
+#define SCSI_TOKEN_RANGES       16u
+#define SCSI_TOKENS_PER_LU      32u
+struct scsi_token {
+	uint64_t                id;             /* 0: free slot */
+	uint8_t                 secret[16];     /* a token must come from us */
+	uint64_t                used_ns;        /* for the inactivity timeout */
+	uint32_t                timeout;        /* seconds */
+	uint32_t                rod_type;
+	bool                    revoked;        /* its data was written */
+	uint64_t                blocks;
+	uint32_t                nranges;
+	struct { uint64_t lba; uint32_t n; } ranges[SCSI_TOKEN_RANGES];
+};
+
 /* A volume as a logical unit, shared by every session that maps it. */
 /* Who hears of each READ and WRITE done on a LUN (the daemon feeds the
  * API's per-volume statistics with it). */
@@ -98,6 +184,13 @@ struct scsi_lu {
 	bool                    swp;            /* control mode page SWP: read-only */
 	bool                    snapshot;       /* a snapshot: read-only whatever SWP says */
 	struct pr_lu           *pr;             /* reservations (pr.h): outlive the LU */
+	/* sbc.c: ranges held by writes in flight, and those waiting */
+	struct scsi_range_list  ranges, range_wait;
+	uint32_t                range_excl;     /* exclusive holders */
+	bool                    range_init;
+	/* copy.c: ROD tokens */
+	uint32_t                ntokens;        /* slots in use */
+	struct scsi_token       tokens[SCSI_TOKENS_PER_LU];
 };
 LIST_HEAD(scsi_lu_list, scsi_lu);
 
@@ -108,6 +201,20 @@ struct scsi_itl {
 	uint64_t                lun;
 	uint32_t                ua;             /* pending SCSI_UA_* */
 	const struct scsi_port *port;           /* its I_T nexus */
+	/* copy.c: results of the nexus's last copies, by list identifier
+	 * (RECEIVE COPY RESULTS, RECEIVE ROD TOKEN INFORMATION) */
+	struct scsi_copy_rec {
+		uint32_t        list_id;
+		uint8_t         sa;             /* 83h service action */
+		uint8_t         state;          /* SPC-4 copy operation status; 0: free */
+		uint8_t         status;         /* SCSI status it ended with */
+		uint8_t         sense_len;
+		uint16_t        segments;       /* processed */
+		uint64_t        blocks;         /* transferred */
+		uint64_t        token;          /* POPULATE TOKEN: its id */
+		uint8_t         sense[SCSI_SENSE_MAX];
+	} copies[4];
+	uint32_t                copy_next;      /* ring of copies[] */
 };
 
 /* The I_T nexus a task arrived on: what INQUIRY and REPORT LUNS describe. */
@@ -167,6 +274,7 @@ struct scsi_task {
 	uint64_t                started_ns;     /* READ, WRITE: for the I/O hook */
 	int                     err;
 	void                   *priv;
+	struct scsi_range       range;          /* blocks held while a write runs */
 };
 
 /* Command descriptor flags */
@@ -178,6 +286,7 @@ struct scsi_task {
 #define SCMD_WRITE              0x20u   /* changes the medium */
 #define SCMD_PR_OK              0x0400u /* allowed under any persistent reservation */
 #define SCMD_RESV_OK            0x0800u /* allowed under another's RESERVE (SPC-2) */
+#define SCMD_ATOMIC             0x1000u /* holds its blocks alone (sbc.c ranges) */
 
 enum { SCSI_DONE = 0, SCSI_ASYNC = 1 };
 
@@ -235,8 +344,26 @@ scsi_exec_fn spc_test_unit_ready, spc_request_sense, spc_inquiry, spc_report_lun
 scsi_decode_fn spc_decode_mode_select;
 scsi_exec_fn sbc_read, sbc_write, sbc_verify, sbc_sync_cache, sbc_prefetch,
 	sbc_read_capacity10, sbc_read_capacity16, sbc_get_lba_status, sbc_unmap,
-	sbc_write_same, sbc_sanitize, sbc_read_defect;
+	sbc_write_same, sbc_sanitize, sbc_read_defect, sbc_compare_and_write;
 scsi_decode_fn sbc_decode_rw6, sbc_decode_rw10, sbc_decode_rw12, sbc_decode_rw16,
-	sbc_decode_ws10, sbc_decode_ws16, sbc_decode_unmap, sbc_decode_sanitize;
+	sbc_decode_ws10, sbc_decode_ws16, sbc_decode_unmap, sbc_decode_sanitize,
+	sbc_decode_caw;
+
+/* sbc.c: block ranges. scsi_range_lock(): 0 held now, 1 queued (granted()
+ * runs once held); every lock revokes the ROD tokens it overlaps. */
+int  scsi_range_lock(struct scsi_lu *lu, struct scsi_range *r, uint64_t lba, uint64_t n,
+                     bool excl, scsi_range_fn *granted);
+void scsi_range_unlock(struct scsi_range *r);
+/* The range a write-like task holds while it runs: 0 go, 1 queued. */
+int  sbc_task_lock(struct scsi_task *t, scsi_range_fn *granted);
+
+/* copy.c: EXTENDED COPY (LID1), POPULATE TOKEN, WRITE USING TOKEN,
+ * RECEIVE COPY RESULTS, RECEIVE ROD TOKEN INFORMATION, VPD 8Fh */
+scsi_exec_fn tpc_extended_copy, tpc_populate_token, tpc_write_using_token,
+	tpc_copy_status, tpc_op_params, tpc_rod_token_info;
+scsi_decode_fn tpc_decode_out;
+uint32_t tpc_vpd(const struct scsi_task *t, uint8_t *d);
+/* Revokes lu's tokens over [lba, end): their data is being written. */
+void tpc_lu_written(struct scsi_lu *lu, uint64_t lba, uint64_t end);
 
 #endif

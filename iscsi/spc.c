@@ -104,6 +104,7 @@ static uint32_t spc_inq_standard(const struct scsi_task *t, uint8_t *d)
 	d[3] = 0x12;                    /* HISUP, response data format 2 */
 	d[4] = 96 - 5;
 	d[5] |= 0x10;                   /* TPGS 01b: implicit ALUA only (SPC-4 6.4.2) */
+	d[5] |= 0x08;                   /* 3PC: third-party copy (copy.c) */
 	d[6] = 0x10;                    /* MULTIP: one port per portal group */
 	d[7] = 0x02;                    /* CMDQUE */
 	memcpy(d + 8, SPC_VENDOR, 8);
@@ -184,6 +185,7 @@ static uint32_t vpd_block_limits(const struct scsi_task *t, uint8_t *d)
 	uint64_t ws = htobe64(SCSI_MAX_WS_BLOCKS);
 
 	(void)t;
+	d[5] = SCSI_MAX_CAW_BLOCKS;             /* what COMPARE AND WRITE takes */
 	put16(d + 6, STORE_BLOCK / SCSI_BLOCK); /* optimal granularity */
 	put32(d + 8, SCSI_MAX_XFER_BLOCKS);
 	put32(d + 12, SCSI_OPT_XFER_BLOCKS);
@@ -221,6 +223,7 @@ static const struct {
 	{ SCSI_VPD_SERIAL,                vpd_serial },
 	{ SCSI_VPD_DEVICE_ID,             vpd_device_id },
 	{ SCSI_VPD_EXTENDED_INQUIRY,      vpd_extended },
+	{ SCSI_VPD_TPC,                   tpc_vpd },
 	{ SCSI_VPD_BLOCK_LIMITS,          vpd_block_limits },
 	{ SCSI_VPD_BLOCK_CHARACTERISTICS, vpd_block_chars },
 	{ SCSI_VPD_LB_PROVISIONING,       vpd_lbp },

@@ -35,3 +35,12 @@ tests_iscsi_iscsi_pr_test_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
 tests_iscsi_iscsi_pr_test_LDADD = $(LIBISCSI_LIBS)
 TESTS += tests/integration/iscsi-pr.sh
 EXTRA_DIST += tests/integration/iscsi-pr.sh
+# iscsi-vaai.sh: COMPARE AND WRITE races, EXTENDED COPY and ODX between
+# volumes (tests/iscsi/vaai_test.c is its initiator; its "lat" mode and
+# tests/bench/vaai-bench.sh give the benchmark's figures)
+noinst_PROGRAMS += tests/iscsi/vaai-test
+tests_iscsi_vaai_test_SOURCES = tests/iscsi/vaai_test.c
+tests_iscsi_vaai_test_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
+tests_iscsi_vaai_test_LDADD = $(LIBISCSI_LIBS)
+TESTS += tests/integration/iscsi-vaai.sh
+EXTRA_DIST += tests/integration/iscsi-vaai.sh

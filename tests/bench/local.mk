@@ -16,3 +16,4 @@ tests_bench_blender_SOURCES = %reldir%/blender.c
 tests_bench_blender_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
 tests_bench_blender_LDADD = $(LIBISCSI_LIBS)
 EXTRA_DIST += %reldir%/blender-vs-tgt.sh
+EXTRA_DIST += %reldir%/vaai-bench.sh
