@@ -9,7 +9,9 @@
 #    for byte, while the pool's used bytes (GET /pool over HTTP) stay put:
 #    copies share the data until it is written;
 #  - ROD tokens are bound to their data: revoked by a write over their
-#    range, refused when forged; the zero ROD token zeroes;
+#    range, refused when forged, expire; the zero ROD token zeroes;
+#  - a copy into a LU reserved (WRITE EXCLUSIVE) by another nexus is a
+#    RESERVATION CONFLICT; the holder's goes;
 #  - a snapshot LU (the snapshot made through the HTTP API) refuses COMPARE
 #    AND WRITE, EXTENDED COPY and WRITE USING TOKEN into it, and is a
 #    source like any other.
@@ -127,7 +129,10 @@ fi
 run "the rest of the copy is still the source" cmp "$SRC" "$DST" 2048 2048 $((BLOCKS - 2048))
 run "the source is untouched (its ODX copy still matches)" cmp "$SRC" "$DST" 0 131072 $BLOCKS
 
-run "ROD tokens: bound to their data, not forgeable; zero token" odxneg "$SRC" "$DST" 200000 200000
+run "ROD tokens: bound to their data, not forgeable, expire; zero token" \
+	odxneg "$SRC" "$DST" 200000 200000
+run "EXTENDED COPY into a reserved LU: only the holder's goes" \
+	reserved "$SRC" "$DST" 210000 210000
 
 # a snapshot LU: a source, never a destination. The snapshot is made
 # through the API; the API maps only volumes, so the target naming

@@ -28,6 +28,9 @@
  *   vaai-test readonly SNAP_URL DST_URL SNAP_LBA DST_LBA
  *       COMPARE AND WRITE, EXTENDED COPY and WRITE USING TOKEN into a
  *       snapshot LU are refused (DATA PROTECT); copying out of it works.
+ *   vaai-test reserved SRC_URL DST_URL SRC_LBA DST_LBA
+ *       under a WRITE EXCLUSIVE reservation of the destination, only the
+ *       holder's EXTENDED COPY into it goes.
  *   vaai-test lat    URL ITERATIONS LBA
  *       QD1 round trips of a 512-byte WRITE(16) and of a 1-block
  *       COMPARE AND WRITE: p50 and mean of each (the benchmark).
@@ -598,11 +601,12 @@ static int cmd_xcopy(char **argv)
 /* odx */
 
 static struct scsi_task *populate_token(struct dev *d, uint32_t list_id, uint64_t lba,
-                                        uint32_t blocks)
+                                        uint32_t blocks, uint32_t timeout)
 {
 	uint8_t cdb[16] = { 0x83, 0x10 }, p[32] = { 0 };
 
 	put16(p, 30);
+	put32(p + 4, timeout);          /* inactivity timeout; 0: the default */
 	put16(p + 14, 16);
 	put64(p + 16, lba);
 	put32(p + 24, blocks);
@@ -666,12 +670,12 @@ static bool good(struct scsi_task *t)
 
 /* A token for [lba, +blocks) of s, from RRTI; 0 or -1. */
 static int odx_token(struct dev *s, uint32_t list_id, uint64_t lba, uint32_t blocks,
-                     uint8_t token[512])
+                     uint32_t timeout, uint8_t token[512])
 {
 	uint64_t n = 0;
 	uint8_t st = 0;
 
-	if (!good(populate_token(s, list_id, lba, blocks)) ||
+	if (!good(populate_token(s, list_id, lba, blocks, timeout)) ||
 	    rrti(s, list_id, &st, &n, token) != 0) {
 		fprintf(stderr, "POPULATE TOKEN: %s\n", iscsi_get_error(s->iscsi));
 		return -1;
@@ -691,7 +695,7 @@ static int cmd_odx(char **argv)
 	if (dev_open(&s, argv[0], 0) != 0 || dev_open(&d, argv[1], 1) != 0)
 		return 99;
 	t0 = now_ns();
-	if (odx_token(&s, 7, sl, blocks, token) != 0)
+	if (odx_token(&s, 7, sl, blocks, 0, token) != 0)
 		return 99;
 	check(good(write_using_token(&d, 8, token, dl, blocks)), "odx: WRITE USING TOKEN failed");
 	check(rrti(&d, 8, &st, &n, NULL) == 0 && st == 0x01 && n == blocks,
@@ -702,14 +706,17 @@ static int cmd_odx(char **argv)
 	return failures ? 1 : 0;
 }
 
-/* The WRITE USING TOKEN fails with INVALID TOKEN OPERATION (23h). */
-static void wut_refused(struct dev *d, const uint8_t *token, uint64_t lba, const char *why)
+/* The WRITE USING TOKEN fails with INVALID TOKEN OPERATION, for the
+ * reason asked (SPC-4 annex D: 23h/04h unknown, 05h corrupt, 06h revoked,
+ * 07h expired). */
+static void wut_refused(struct dev *d, const uint8_t *token, uint64_t lba, const char *why,
+                        int ascq)
 {
 	struct scsi_task *t = write_using_token(d, 9, token, lba, 8);
 
-	check(t && t->status == SCSI_STATUS_CHECK_CONDITION && (t->sense.ascq >> 8) == 0x23,
-	      "odxneg: WRITE USING TOKEN with a %s token was not refused (status %d, 0x%04x)",
-	      why, t ? t->status : -1, t ? t->sense.ascq : 0);
+	check(t && t->status == SCSI_STATUS_CHECK_CONDITION && t->sense.ascq == ascq,
+	      "odxneg: WRITE USING TOKEN with a %s token: status %d, 0x%04x, not 0x%04x",
+	      why, t ? t->status : -1, t ? t->sense.ascq : 0, ascq);
 	if (t)
 		scsi_free_scsi_task(t);
 }
@@ -723,24 +730,29 @@ static int cmd_odxneg(char **argv)
 	if (dev_open(&s, argv[0], 0) != 0 || dev_open(&d, argv[1], 1) != 0)
 		return 99;
 	/* a write beside the range leaves the token valid */
-	if (odx_token(&s, 20, sl, 8, token) != 0 || rw(&s, false, sl + 8, blk, 1) != 0 ||
+	if (odx_token(&s, 20, sl, 8, 0, token) != 0 || rw(&s, false, sl + 8, blk, 1) != 0 ||
 	    rw(&s, true, sl + 8, blk, 1) != 0)
 		return 99;
 	check(good(write_using_token(&d, 21, token, dl, 8)),
 	      "odxneg: a write beside the range revoked the token");
 	/* a write inside it (even of the same data) revokes it */
-	if (odx_token(&s, 22, sl, 8, token) != 0 || rw(&s, false, sl + 3, blk, 1) != 0 ||
+	if (odx_token(&s, 22, sl, 8, 0, token) != 0 || rw(&s, false, sl + 3, blk, 1) != 0 ||
 	    rw(&s, true, sl + 3, blk, 1) != 0)
 		return 99;
-	wut_refused(&d, token, dl, "revoked");
+	wut_refused(&d, token, dl, "revoked", 0x2306);
 	/* a token is not forged by changing its bytes */
-	if (odx_token(&s, 23, sl, 8, token) != 0)
+	if (odx_token(&s, 23, sl, 8, 0, token) != 0)
 		return 99;
 	token[128] ^= 0x5a;
-	wut_refused(&d, token, dl, "forged");
+	wut_refused(&d, token, dl, "forged", 0x2305);
 	token[128] ^= 0x5a;
 	token[8] ^= 0x01;
-	wut_refused(&d, token, dl, "unknown");
+	wut_refused(&d, token, dl, "unknown", 0x2304);
+	/* a token unused for longer than its inactivity timeout expires */
+	if (odx_token(&s, 25, sl, 8, 1, token) != 0)
+		return 99;
+	nanosleep(&(struct timespec){ .tv_sec = 1, .tv_nsec = 200000000 }, NULL);
+	wut_refused(&d, token, dl, "expired", 0x2307);
 	/* the block device zero ROD token (SBC-3 4.29.4) */
 	memset(token, 0, sizeof(token));
 	put32(token, 0xffff0001u);
@@ -749,7 +761,7 @@ static int cmd_odxneg(char **argv)
 	      "odxneg: WRITE USING TOKEN with the zero ROD token failed");
 	check(rw(&d, false, dl + 64, back, 8) == 0 && memcmp(back, zeros, sizeof(zeros)) == 0,
 	      "odxneg: the zero ROD token left data");
-	printf("odxneg: revoked, forged and unknown tokens refused; zero token zeroes\n");
+	printf("odxneg: revoked, forged, unknown and expired tokens refused; zero token zeroes\n");
 	dev_close(&s);
 	dev_close(&d);
 	return failures ? 1 : 0;
@@ -777,13 +789,60 @@ static int cmd_readonly(char **argv)
 	                                        0, 0, 0, 0, 0), "COMPARE AND WRITE");
 	data_protect(xcopy_task(&s, d.naa, s.naa, dl, sl, 8, 30), "EXTENDED COPY");
 	data_protect(xcopy_task(&d, d.naa, s.naa, dl, sl, 8, 31), "EXTENDED COPY (other LU)");
-	if (odx_token(&d, 32, dl, 8, token) != 0)
+	if (odx_token(&d, 32, dl, 8, 0, token) != 0)
 		return 99;
 	data_protect(write_using_token(&s, 33, token, sl, 8), "WRITE USING TOKEN");
 	/* a snapshot is a fine source */
 	check(xcopy_one(&d, s.naa, sl, dl, 2048, 34, &copied) == 0 && copied == 2048 * BLK,
 	      "readonly: EXTENDED COPY out of a snapshot failed");
 	printf("readonly: writes into a snapshot refused; copies out of it work\n");
+	dev_close(&s);
+	dev_close(&d);
+	return failures ? 1 : 0;
+}
+
+/* PERSISTENT RESERVE OUT with a basic parameter list. */
+static bool prout(struct dev *d, int sa, int type, uint64_t key, uint64_t sakey)
+{
+	struct scsi_persistent_reserve_out_basic poc = {
+		.reservation_key = key, .service_action_reservation_key = sakey,
+	};
+
+	return good(iscsi_persistent_reserve_out_sync(d->iscsi, d->lun, sa,
+	                                              SCSI_PERSISTENT_RESERVE_SCOPE_LU, type, &poc));
+}
+
+/* The copy manager writes for the nexus that sent the copy: under a
+ * WRITE EXCLUSIVE reservation of the destination, another nexus's copy
+ * into it is a RESERVATION CONFLICT, the holder's goes. */
+static int cmd_reserved(char **argv)
+{
+	uint64_t sl = strtoull(argv[2], NULL, 0), dl = strtoull(argv[3], NULL, 0), copied = 0;
+	const uint64_t key = 0x5641414954455354ull;
+	struct scsi_task *t;
+	struct dev s, d;
+
+	if (dev_open(&s, argv[0], 0) != 0 || dev_open(&d, argv[1], 1) != 0)
+		return 99;
+	if (!prout(&d, SCSI_PERSISTENT_RESERVE_REGISTER, 0, 0, key) ||
+	    !prout(&d, SCSI_PERSISTENT_RESERVE_RESERVE,
+	           SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE, key, 0)) {
+		fprintf(stderr, "PERSISTENT RESERVE OUT: %s\n", iscsi_get_error(d.iscsi));
+		return 99;
+	}
+	t = xcopy_task(&s, s.naa, d.naa, sl, dl, 8, 40);
+	check(t && t->status == SCSI_STATUS_RESERVATION_CONFLICT,
+	      "reserved: another nexus's EXTENDED COPY into a reserved LU got status %d",
+	      t ? t->status : -1);
+	if (t)
+		scsi_free_scsi_task(t);
+	check(xcopy_one(&d, s.naa, sl, dl, 8, 41, &copied) == 0 && copied == 8 * BLK,
+	      "reserved: the holder's EXTENDED COPY failed");
+	check(prout(&d, SCSI_PERSISTENT_RESERVE_RELEASE,
+	            SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE, key, 0) &&
+	      prout(&d, SCSI_PERSISTENT_RESERVE_REGISTER, 0, key, 0),
+	      "reserved: could not release and unregister");
+	printf("reserved: copies into a reserved LU go only for the holder\n");
 	dev_close(&s);
 	dev_close(&d);
 	return failures ? 1 : 0;
@@ -866,6 +925,7 @@ static const struct {
 	{ "odx", 5, cmd_odx },
 	{ "odxneg", 4, cmd_odxneg },
 	{ "readonly", 4, cmd_readonly },
+	{ "reserved", 4, cmd_reserved },
 	{ "lat", 3, cmd_lat },
 };
 
@@ -874,7 +934,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; argc >= 2 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0 && argc == cmds[i].argc + 2)
 			return cmds[i].fn(argv + 2);
-	fprintf(stderr, "usage: %s ats|fill|cmp|xcopy|odx|odxneg|readonly|lat ARGS (see the source)\n",
+	fprintf(stderr, "usage: %s ats|fill|cmp|xcopy|odx|odxneg|readonly|reserved|lat ARGS (see the source)\n",
 	        argv[0]);
 	return 99;
 }
