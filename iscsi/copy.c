@@ -334,7 +334,7 @@ static void tpc_job_run(struct tpc_job *j)
 	while (!j->waiting && j->next < j->npieces && j->err == 0) {
 		struct tpc_piece *p = &j->pieces[j->next++];
 
-		if (scsi_range_lock(p->dst, &p->range, p->dst_lba, p->n, false,
+		if (scsi_range_lock(p->dst, &p->range, p->dst_lba, p->n, SCSI_RANGE_WRITE,
 		                    tpc_piece_granted) != 0) {
 			j->waiting = true;
 			return;
@@ -643,14 +643,63 @@ static int tpc_ranges(struct scsi_task *t, const uint8_t *d, uint32_t len, uint3
 	return -1;
 }
 
-/* POPULATE TOKEN (SBC-3 5.7): a token for the ranges, made at once. */
+/* The token of a POPULATE TOKEN whose parameter list (checked) is in
+ * t->priv, made while it holds its blocks: no write is in flight over
+ * them, so the token describes data that no write has half changed. */
+static void tpc_token_make(struct scsi_task *t)
+{
+	struct scsi_copy_rec *r = tpc_rec_find(t->itl, scsi_get32(t->cdb + 6), true);
+	uint8_t *d = t->priv;
+	uint32_t n = scsi_get16(d + 14) / 16, timeout = scsi_get32(d + 4);
+	uint32_t rod = (d[2] & 0x02) ? scsi_get32(d + 8) : 0;
+	struct scsi_lu *lu = t->itl->lu;
+	struct scsi_token *k = tpc_token_slot(lu);
+
+	t->priv = NULL;
+	memset(k, 0, sizeof(*k));
+	do {
+		if (getrandom(&k->id, sizeof(k->id), 0) != sizeof(k->id) ||
+		    getrandom(k->secret, sizeof(k->secret), 0) != sizeof(k->secret)) {
+			free(d);
+			k->id = 0;
+			scsi_sense_store(t, -EIO, false);
+			tpc_rec_end(r, t, TPC_ST_ERROR);
+			return;
+		}
+	} while (k->id == 0);
+	lu->ntokens++;
+	k->used_ns = tpc_now_ns();
+	k->timeout = timeout ? timeout : TPC_TOKEN_TIMEOUT;
+	k->rod_type = rod ? rod : TPC_ROD_PIT_VULNERABLE;
+	k->nranges = n;
+	for (uint32_t i = 0; i < n; i++) {
+		k->ranges[i].lba = scsi_get64(d + 16 + 16 * i);
+		k->ranges[i].n = scsi_get32(d + 16 + 16 * i + 8);
+		k->blocks += k->ranges[i].n;
+	}
+	free(d);
+	r->token = k->id;
+	r->blocks = k->blocks;
+	r->segments = (uint16_t)n;
+	scsi_good(t);
+	tpc_rec_end(r, t, TPC_ST_DONE);
+}
+
+static void tpc_token_granted(struct scsi_range *rg)
+{
+	struct scsi_task *t = container_of(rg, struct scsi_task, range);
+
+	tpc_token_make(t);
+	scsi_task_async_done(t);
+}
+
+/* POPULATE TOKEN (SBC-3 5.7): a token for the ranges, made as soon as
+ * the writes in flight over them are done (it holds them alone). */
 int tpc_populate_token(struct scsi_task *t)
 {
 	struct scsi_lu *lu = t->itl->lu;
 	uint32_t list_id = scsi_get32(t->cdb + 6), len, timeout, rod, n;
-	struct scsi_copy_rec *r;
-	struct scsi_token *k;
-	uint64_t blocks;
+	uint64_t blocks, lo = UINT64_MAX, hi = 0;
 	uint8_t *d;
 	int rc = SCSI_DONE;
 
@@ -671,38 +720,23 @@ int tpc_populate_token(struct scsi_task *t)
 	else if (blocks > TPC_TOKEN_MAX_BLOCKS)
 		rc = tpc_bad_param(t, SCSI_ASC_INVALID_FIELD_PARAM, 16);
 	else if (tpc_rec_busy(t->itl, list_id, true) ||
-	         !(r = tpc_rec_new(t->itl, list_id, SCSI_TPC_POPULATE_TOKEN)))
+	         !tpc_rec_new(t->itl, list_id, SCSI_TPC_POPULATE_TOKEN))
 		rc = scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, TPC_ASC_OP_IN_PROGRESS);
 	if (rc >= 0) {
 		free(d);
 		return rc;
 	}
-	k = tpc_token_slot(lu);
-	memset(k, 0, sizeof(*k));
-	do {
-		if (getrandom(&k->id, sizeof(k->id), 0) != sizeof(k->id) ||
-		    getrandom(k->secret, sizeof(k->secret), 0) != sizeof(k->secret)) {
-			free(d);
-			r->state = 0;
-			return scsi_sense_store(t, -EIO, false);
-		}
-	} while (k->id == 0);
-	lu->ntokens++;
-	k->used_ns = tpc_now_ns();
-	k->timeout = timeout ? timeout : TPC_TOKEN_TIMEOUT;
-	k->rod_type = rod ? rod : TPC_ROD_PIT_VULNERABLE;
-	k->blocks = blocks;
-	k->nranges = n;
 	for (uint32_t i = 0; i < n; i++) {
-		k->ranges[i].lba = scsi_get64(d + 16 + 16 * i);
-		k->ranges[i].n = scsi_get32(d + 16 + 16 * i + 8);
+		uint64_t lba = scsi_get64(d + 16 + 16 * i), c = scsi_get32(d + 16 + 16 * i + 8);
+
+		lo = lba < lo ? lba : lo;
+		hi = lba + c > hi ? lba + c : hi;
 	}
-	free(d);
-	r->token = k->id;
-	r->blocks = blocks;
-	r->segments = (uint16_t)n;
-	scsi_good(t);
-	tpc_rec_end(r, t, TPC_ST_DONE);
+	t->priv = d;
+	if (scsi_range_lock(lu, &t->range, lo, hi - lo, SCSI_RANGE_EXCL, tpc_token_granted) != 0)
+		return SCSI_ASYNC;
+	tpc_token_make(t);
+	scsi_range_unlock(&t->range);
 	return SCSI_DONE;
 }
 

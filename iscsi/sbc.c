@@ -492,8 +492,10 @@ static void range_hold(struct scsi_lu *lu, struct scsi_range *r)
 }
 
 int scsi_range_lock(struct scsi_lu *lu, struct scsi_range *r, uint64_t lba, uint64_t n,
-                    bool excl, scsi_range_fn *granted)
+                    unsigned flags, scsi_range_fn *granted)
 {
+	bool excl = flags & SCSI_RANGE_EXCL;
+
 	if (!lu->range_init) {
 		TAILQ_INIT(&lu->ranges);
 		TAILQ_INIT(&lu->range_wait);
@@ -505,7 +507,8 @@ int scsi_range_lock(struct scsi_lu *lu, struct scsi_range *r, uint64_t lba, uint
 	r->excl = excl;
 	r->granted = granted;
 	r->next_grant = NULL;
-	tpc_lu_written(lu, r->lba, r->end);
+	if (flags & SCSI_RANGE_WRITE)
+		tpc_lu_written(lu, r->lba, r->end);
 	if ((!lu->range_excl && !excl && TAILQ_EMPTY(&lu->range_wait)) ||
 	    range_free(lu, r, NULL)) {
 		range_hold(lu, r);
@@ -595,8 +598,8 @@ int sbc_task_lock(struct scsi_task *t, scsi_range_fn *granted)
 	} else if (exec == sbc_unmap) {
 		sbc_unmap_bounds(t, &lba, &n);
 	}
-	return scsi_range_lock(t->itl->lu, &t->range, lba, n,
-	                       t->desc->flags & SCMD_ATOMIC, granted);
+	return scsi_range_lock(t->itl->lu, &t->range, lba, n, SCSI_RANGE_WRITE |
+	                       (t->desc->flags & SCMD_ATOMIC ? SCSI_RANGE_EXCL : 0), granted);
 }
 
 /* COMPARE AND WRITE (SBC-3 5.3): the data-out is the blocks to compare,

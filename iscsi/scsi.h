@@ -350,9 +350,12 @@ scsi_decode_fn sbc_decode_rw6, sbc_decode_rw10, sbc_decode_rw12, sbc_decode_rw16
 	sbc_decode_caw;
 
 /* sbc.c: block ranges. scsi_range_lock(): 0 held now, 1 queued (granted()
- * runs once held); every lock revokes the ROD tokens it overlaps. */
+ * runs once held); a SCSI_RANGE_WRITE lock revokes the ROD tokens it
+ * overlaps. */
+#define SCSI_RANGE_EXCL         0x1u    /* alone on its blocks */
+#define SCSI_RANGE_WRITE        0x2u    /* its holder writes them */
 int  scsi_range_lock(struct scsi_lu *lu, struct scsi_range *r, uint64_t lba, uint64_t n,
-                     bool excl, scsi_range_fn *granted);
+                     unsigned flags, scsi_range_fn *granted);
 void scsi_range_unlock(struct scsi_range *r);
 /* The range a write-like task holds while it runs: 0 go, 1 queued. */
 int  sbc_task_lock(struct scsi_task *t, scsi_range_fn *granted);
