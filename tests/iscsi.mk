@@ -44,3 +44,8 @@ tests_iscsi_vaai_test_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
 tests_iscsi_vaai_test_LDADD = $(LIBISCSI_LIBS)
 TESTS += tests/integration/iscsi-vaai.sh
 EXTRA_DIST += tests/integration/iscsi-vaai.sh
+# the block ranges and token revocation of iscsi/sbc.c, case by case
+check_PROGRAMS += tests/iscsi/test_range
+tests_iscsi_test_range_SOURCES = tests/iscsi/test_range.c
+tests_iscsi_test_range_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_iscsi_test_range_LDADD = $(SL_ISCSI_LIBS) $(CMOCKA_LIBS)
