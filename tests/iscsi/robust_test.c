@@ -7,6 +7,7 @@
  *   iscsi-robust-test chap     HOST:PORT IQN USER SECRET [TUSER TSECRET] ok|fail
  *   iscsi-robust-test refused  HOST:PORT IQN INITIATOR
  *   iscsi-robust-test digest   HOST:PORT IQN
+ *   iscsi-robust-test big      HOST:PORT IQN
  *   iscsi-robust-test abort    HOST:PORT IQN
  *   iscsi-robust-test relogin  HOST:PORT IQN
  *   iscsi-robust-test r2treset HOST:PORT IQN REPEAT
@@ -85,6 +86,7 @@ static const char *host, *port, *iqn;
 static const char *me = "iqn.2024-01.org.sluice.test:robust";
 static int failures;
 static bool lib_header_digest;          /* libiscsi sessions ask for CRC32C */
+static uint32_t raw_mrdsl = 262144;     /* raw sessions' MaxRecvDataSegmentLength */
 
 static void check(bool ok, const char *fmt, ...)
 {
@@ -364,11 +366,11 @@ static int raw_login(struct raw *r, const char *init, const char *target, uint8_
 	n = snprintf(keys, sizeof(keys),
 	             "InitiatorName=%s%cTargetName=%s%cSessionType=Normal%c"
 	             "HeaderDigest=%s%cDataDigest=%s%cInitialR2T=Yes%cImmediateData=Yes%c"
-	             "MaxRecvDataSegmentLength=262144%cMaxBurstLength=262144%c"
+	             "MaxRecvDataSegmentLength=%u%cMaxBurstLength=262144%c"
 	             "FirstBurstLength=65536%cMaxOutstandingR2T=1%cErrorRecoveryLevel=0%c"
 	             "DefaultTime2Wait=0%cDefaultTime2Retain=0%c",
 	             init, 0, target, 0, 0, digests ? "CRC32C" : "None", 0,
-	             digests ? "CRC32C" : "None", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+	             digests ? "CRC32C" : "None", 0, 0, 0, raw_mrdsl, 0, 0, 0, 0, 0, 0, 0);
 	memcpy(h + 8, r->isid, 6);
 	put32(h + 16, r->itt++);
 	put32(h + 24, r->cmdsn);
@@ -540,7 +542,7 @@ static void sense_parse(const struct pdu *p, struct result *res)
 static int raw_io(struct raw *r, const uint8_t *cdb, uint8_t rw, uint32_t len,
                   const uint8_t *out, uint8_t *in, struct result *res)
 {
-	uint32_t itt = raw_cmd(r, cdb, rw, len), got = 0;
+	uint32_t itt = raw_cmd(r, cdb, rw, len), got = 0, datasn = 0;
 	struct result dummy;
 	struct pdu p;
 
@@ -572,8 +574,16 @@ static int raw_io(struct raw *r, const uint8_t *cdb, uint8_t rw, uint32_t len,
 		} else if (op == OP_DATA_IN && in) {
 			uint32_t off = be32(p.h + 40);
 
-			if (off + p.dlen <= len)
-				memcpy(in + off, p.data, p.dlen);
+			/* RFC 7143 11.7: DataSN from 0, offsets in order (both
+			 * negotiated InOrder), no PDU over our MaxRecvDataSegmentLength */
+			if (be32(p.h + 36) != datasn++ || off != got || p.dlen > raw_mrdsl ||
+			    off + p.dlen > len) {
+				printf("# Data-In DataSN %u offset %u length %u: out of order\n",
+				       be32(p.h + 36), off, p.dlen);
+				pdu_free(&p);
+				return -1;
+			}
+			memcpy(in + off, p.data, p.dlen);
 			got += p.dlen;
 			if (p.h[1] & F_STATUS) {
 				res->status = p.h[3];
@@ -850,6 +860,12 @@ static int cmd_digest(int argc, char **argv)
 	check(raw_write_verify(&r, 210000, 1024, 5), "digest: 512 KiB write (R2T) and read, CRC32C both");
 	check(raw_write_verify(&r, 212000, 1, 6), "digest: 512 B write and read, CRC32C both");
 	raw_close(&r);
+	/* the initiator takes PDUs of 512 bytes: Data-In in 512-byte pieces */
+	raw_mrdsl = 512;
+	raw_open(&r, 2, true);
+	check(raw_write_verify(&r, 212100, 64, 9), "digest: 32 KiB read as 64 Data-In of 512 B");
+	raw_close(&r);
+	raw_mrdsl = 262144;
 	/* and libiscsi's own CRC32C (it has HeaderDigest only) */
 	lib_header_digest = true;
 	ic = lib_open(me, 8, NULL, NULL, NULL, NULL, err, sizeof(err));
@@ -860,6 +876,19 @@ static int cmd_digest(int argc, char **argv)
 		iscsi_logout_sync(ic);
 		iscsi_destroy_context(ic);
 	}
+	return 0;
+}
+
+/* big: the largest command the target announces (32 MiB: R2T after R2T,
+ * Data-In after Data-In), digests on. */
+static int cmd_big(int argc, char **argv)
+{
+	struct raw r;
+
+	(void)argc; (void)argv;
+	raw_open(&r, 5, true);
+	check(raw_write_verify(&r, 300000, 65536, 8), "big: 32 MiB write and read, CRC32C both");
+	raw_close(&r);
 	return 0;
 }
 
@@ -1642,7 +1671,8 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } cmds[] = {
 	{ "many", cmd_many }, { "chap", cmd_chap }, { "refused", cmd_refused },
-	{ "digest", cmd_digest }, { "abort", cmd_abort }, { "relogin", cmd_relogin },
+	{ "digest", cmd_digest }, { "big", cmd_big }, { "abort", cmd_abort },
+	{ "relogin", cmd_relogin },
 	{ "r2treset", cmd_r2treset }, { "stuck", cmd_stuck }, { "cmdsn", cmd_cmdsn },
 	{ "malformed", cmd_malformed }, { "badlogin", cmd_badlogin },
 	{ "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "shutdown", cmd_shutdown },
