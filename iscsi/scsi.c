@@ -44,9 +44,12 @@ static int scsi_buf_chunk(struct scsi_buf *b, uint32_t i, bool zero)
 {
 	if (b->iov[i].iov_base)
 		return 0;
-	b->iov[i].iov_base = zero ? calloc(1, b->iov[i].iov_len) : malloc(b->iov[i].iov_len);
+	/* page aligned: the store reads into it directly (O_DIRECT) */
+	b->iov[i].iov_base = aligned_alloc(4096, (b->iov[i].iov_len + 4095) & ~(size_t)4095);
 	if (!b->iov[i].iov_base)
 		return -ENOMEM;
+	if (zero)
+		memset(b->iov[i].iov_base, 0, b->iov[i].iov_len);
 	if (b->acct)
 		*b->acct += b->iov[i].iov_len;
 	return 0;

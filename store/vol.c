@@ -76,6 +76,61 @@ void store_iov_zero(const struct iovec *iov, int iovcnt)
 		memset(iov[i].iov_base, 0, iov[i].iov_len);
 }
 
+/* Zeros [off, off + len) of iov. */
+static void iov_zero_range(const struct iovec *iov, int iovcnt, size_t off, size_t len)
+{
+	for (int i = 0; i < iovcnt && len > 0; i++) {
+		size_t n;
+
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		n = iov[i].iov_len - off < len ? iov[i].iov_len - off : len;
+		memset((char *)iov[i].iov_base + off, 0, n);
+		len -= n;
+		off = 0;
+	}
+}
+
+/* [off, off + len) of iov as an array of its own, when every piece of it
+ * is 4 KiB aligned in address and length (what O_DIRECT wants): the
+ * device can read into it without a bounce buffer. NULL otherwise. */
+static struct iovec *iov_aligned_slice(const struct iovec *iov, int iovcnt, size_t off,
+                                       size_t len, int *cnt)
+{
+	struct iovec *out = NULL;
+	int n = 0;
+
+	for (int i = 0; i < iovcnt && len > 0; i++) {
+		size_t take;
+		char *base;
+		struct iovec *grown;
+
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		base = (char *)iov[i].iov_base + off;
+		take = iov[i].iov_len - off < len ? iov[i].iov_len - off : len;
+		if ((uintptr_t)base % STORE_BLOCK || take % STORE_BLOCK ||
+		    !(grown = realloc(out, (size_t)(n + 1) * sizeof(*out)))) {
+			free(out);
+			return NULL;
+		}
+		out = grown;
+		out[n++] = (struct iovec){ .iov_base = base, .iov_len = take };
+		len -= take;
+		off = 0;
+	}
+	if (len > 0) {
+		free(out);
+		return NULL;
+	}
+	*cnt = n;
+	return out;
+}
+
 /* ---- the volume table ------------------------------------------------- */
 
 static bool vol_name_ok(const char *name)
@@ -996,11 +1051,14 @@ void store_vol_flush(struct store_vol *v, store_done_fn *done, void *arg)
 	req_submit(v->pool, r, req_admit(v->pool, false));
 }
 
-/* One backend read covering part of a request, through a bounce buffer
- * (the device wants 4 KiB alignment; the log packs data by the sector). */
+/* One backend read covering part of a request: straight into the
+ * request's buffers when data and buffers are 4 KiB aligned, else through
+ * a bounce buffer (the device wants 4 KiB alignment; the log packs data
+ * by the sector). */
 struct read_piece {
 	struct store_bio  bio;
-	struct iovec      biov;
+	struct iovec      biov;         /* the bounce buffer */
+	struct iovec     *direct;       /* or the request's own, in place */
 	struct store_req *req;
 	uint64_t          dst_off;      /* bytes into the request's iov */
 	uint32_t          skip;         /* bytes of the bounce before the data */
@@ -1017,10 +1075,11 @@ static void vol_read_piece_done(struct store_bio *b)
 	p->segs[pc->seg].readers--;
 	if (b->result && !r->err)
 		r->err = b->result;
-	if (!b->result)
+	if (!b->result && !pc->direct)
 		store_iov_from_buf(r->iov, r->iovcnt, pc->dst_off,
 		                   (char *)pc->biov.iov_base + pc->skip, pc->bytes);
 	free(pc->biov.iov_base);
+	free(pc->direct);
 	free(pc);
 	if (--r->pieces == 0)
 		store_req_complete(p, r, r->err);
@@ -1029,6 +1088,7 @@ static void vol_read_piece_done(struct store_bio *b)
 struct read_ctx {
 	struct store_req *req;
 	uint64_t          lba, la;      /* the map extent being read */
+	uint64_t          next;         /* first sector not yet read or zeroed */
 };
 
 /* One piece of a map extent, where the address table says it is. */
@@ -1044,21 +1104,31 @@ static int vol_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 		uint64_t start = pba * STORE_SECTOR & ~(uint64_t)(STORE_BLOCK - 1);
 		uint64_t end = ((pba + n) * STORE_SECTOR + STORE_BLOCK - 1) & ~(uint64_t)(STORE_BLOCK - 1);
 		struct read_piece *pc = calloc(1, sizeof(*pc));
+		int cnt = 0;
 
-		if (!pc || !store_seg_of_sector(p, pba, &pc->seg) ||
-		    !(pc->biov.iov_base = store_alloc_aligned(end - start))) {
+		if (!pc || !store_seg_of_sector(p, pba, &pc->seg)) {
 			free(pc);
 			return -ENOMEM;
 		}
-		pc->biov.iov_len = end - start;
 		pc->req = r;
 		pc->dst_off = (lba - r->lba) * STORE_SECTOR;
 		pc->skip = (uint32_t)(pba * STORE_SECTOR - start);
 		pc->bytes = (uint32_t)(n * STORE_SECTOR);
+		if (pc->skip == 0 && pc->bytes == end - start)
+			pc->direct = iov_aligned_slice(r->iov, r->iovcnt, pc->dst_off, pc->bytes,
+			                               &cnt);
+		if (!pc->direct) {
+			if (!(pc->biov.iov_base = store_alloc_aligned(end - start))) {
+				free(pc);
+				return -ENOMEM;
+			}
+			pc->biov.iov_len = end - start;
+			cnt = 1;
+		}
 		pc->bio.op = STORE_BIO_READ;
 		pc->bio.offset = start;
-		pc->bio.iov = &pc->biov;
-		pc->bio.iovcnt = 1;
+		pc->bio.iov = pc->direct ? pc->direct : &pc->biov;
+		pc->bio.iovcnt = cnt;
 		pc->bio.done = vol_read_piece_done;
 		pc->bio.owner = pc;
 		p->segs[pc->seg].readers++;     /* the segment stays put until we are done */
@@ -1071,11 +1141,26 @@ static int vol_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 	return 0;
 }
 
+/* Holes read as zeros, with no disk I/O. */
+static void vol_read_zero(struct read_ctx *c, uint64_t upto)
+{
+	struct store_req *r = c->req;
+
+	if (upto > c->next)
+		iov_zero_range(r->iov, r->iovcnt, (c->next - r->lba) * STORE_SECTOR,
+		               (upto - c->next) * STORE_SECTOR);
+}
+
 static int vol_read_visit(void *arg, uint64_t lba, uint64_t len, uint64_t la)
 {
-	struct read_ctx c = { .req = arg, .lba = lba, .la = la };
-	int rc = store_addr_visit(&c.req->vol->pool->addr, la, len, vol_read_piece, &c);
+	struct read_ctx *c = arg;
+	int rc;
 
+	vol_read_zero(c, lba);
+	c->lba = lba;
+	c->la = la;
+	c->next = lba + len;
+	rc = store_addr_visit(&c->req->vol->pool->addr, la, len, vol_read_piece, c);
 	return rc == -EUCLEAN ? -EIO : rc;
 }
 
@@ -1083,6 +1168,7 @@ void store_vol_read(struct store_vol *v, uint64_t lba, const struct iovec *iov,
                     int iovcnt, store_done_fn *done, void *arg)
 {
 	struct store_req *r = req_new(v, REQ_READ, done, arg);
+	struct read_ctx c = { 0 };
 	int err;
 
 	if (!r) {
@@ -1097,11 +1183,14 @@ void store_vol_read(struct store_vol *v, uint64_t lba, const struct iovec *iov,
 		store_req_defer(v->pool, r, err);
 		return;
 	}
-	store_iov_zero(iov, iovcnt);    /* holes read as zeros, no disk I/O */
 	r->pieces = 1;                  /* held while pieces are submitted */
-	err = store_map_visit(&v->map, lba, r->sectors, vol_read_visit, r);
+	c.req = r;
+	c.next = lba;
+	err = store_map_visit(&v->map, lba, r->sectors, vol_read_visit, &c);
 	if (err)
 		r->err = err;
+	else
+		vol_read_zero(&c, lba + r->sectors);
 	if (--r->pieces == 0)
 		store_req_defer(v->pool, r, r->err);
 }

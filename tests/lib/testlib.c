@@ -136,6 +136,12 @@ int tl_read(struct ev_loop *l, struct store_vol *v, uint64_t lba, void *buf, siz
 	TL_SYNC(l, store_vol_read(v, lba, &iov, 1, tl_done, &op_));
 }
 
+int tl_readv(struct ev_loop *l, struct store_vol *v, uint64_t lba, const struct iovec *iov,
+             int iovcnt)
+{
+	TL_SYNC(l, store_vol_read(v, lba, iov, iovcnt, tl_done, &op_));
+}
+
 int tl_unmap(struct ev_loop *l, struct store_vol *v, uint64_t lba, uint64_t sectors)
 {
 	TL_SYNC(l, store_vol_unmap(v, lba, sectors, tl_done, &op_));

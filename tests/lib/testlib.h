@@ -28,6 +28,8 @@ int tl_vol_set_wb(struct ev_loop *l, struct store_pool *p, const char *name, boo
 int tl_write(struct ev_loop *l, struct store_vol *v, uint64_t lba, const void *buf,
              size_t bytes, unsigned flags);
 int tl_read(struct ev_loop *l, struct store_vol *v, uint64_t lba, void *buf, size_t bytes);
+int tl_readv(struct ev_loop *l, struct store_vol *v, uint64_t lba, const struct iovec *iov,
+             int iovcnt);
 int tl_unmap(struct ev_loop *l, struct store_vol *v, uint64_t lba, uint64_t sectors);
 int tl_flush(struct ev_loop *l, struct store_vol *v);
 int tl_checkpoint(struct ev_loop *l, struct store_pool *p);
