@@ -31,6 +31,10 @@
  *   vaai-test reserved SRC_URL DST_URL SRC_LBA DST_LBA
  *       under a WRITE EXCLUSIVE reservation of the destination, only the
  *       holder's EXTENDED COPY into it goes.
+ *   vaai-test limits URL LBA
+ *       VPD B0h's MAXIMUM COMPARE AND WRITE LENGTH is taken and one more
+ *       refused; VPD 8Fh is well formed and agrees with RECEIVE COPY
+ *       RESULTS.
  *   vaai-test lat    URL ITERATIONS LBA
  *       QD1 round trips of a 512-byte WRITE(16) and of a 1-block
  *       COMPARE AND WRITE: p50 and mean of each (the benchmark).
@@ -848,6 +852,97 @@ static int cmd_reserved(char **argv)
 	return failures ? 1 : 0;
 }
 
+/* limits: what the VPD pages promise is what the commands take. */
+
+static struct scsi_task *vpd(struct dev *d, int page)
+{
+	struct scsi_task *t = iscsi_inquiry_sync(d->iscsi, d->lun, 1, page, 1024);
+
+	if (t && t->status == SCSI_STATUS_GOOD && t->datain.size >= 4 &&
+	    t->datain.data[1] == page)
+		return t;
+	if (t)
+		scsi_free_scsi_task(t);
+	return NULL;
+}
+
+/* VPD B0h MAXIMUM COMPARE AND WRITE LENGTH: that many blocks are taken,
+ * one more is refused (INVALID FIELD IN CDB). */
+static void limits_caw(struct dev *d, uint64_t lba)
+{
+	struct scsi_task *t = vpd(d, 0xb0);
+	uint32_t max = t && t->datain.size > 5 ? t->datain.data[5] : 0;
+	uint8_t *buf = malloc(2 * 256 * BLK);
+
+	if (t)
+		scsi_free_scsi_task(t);
+	check(max > 0, "limits: VPD B0h gives no MAXIMUM COMPARE AND WRITE LENGTH");
+	if (!buf || max == 0 || rw(d, false, lba, buf, max) != 0)
+		goto out;
+	memcpy(buf + max * BLK, buf, max * BLK);
+	check(good(iscsi_compareandwrite_sync(d->iscsi, d->lun, lba, buf, 2 * max * BLK, BLK,
+	                                      0, 0, 0, 0, 0)),
+	      "limits: COMPARE AND WRITE of %u blocks (the maximum) failed", max);
+	if (max < 255) {
+		memcpy(buf + (max + 1) * BLK, buf, (max + 1) * BLK);
+		t = iscsi_compareandwrite_sync(d->iscsi, d->lun, lba, buf, 2 * (max + 1) * BLK, BLK,
+		                               0, 0, 0, 0, 0);
+		check(t && t->status == SCSI_STATUS_CHECK_CONDITION && t->sense.ascq == 0x2400,
+		      "limits: COMPARE AND WRITE of %u blocks (one over) was not refused", max + 1);
+		if (t)
+			scsi_free_scsi_task(t);
+	}
+	printf("limits: MAXIMUM COMPARE AND WRITE LENGTH %u\n", max);
+out:
+	free(buf);
+}
+
+/* VPD 8Fh: descriptors that add up to the page, the block device ROD
+ * limits first (Windows wants it), and the parameter data descriptor
+ * saying what RECEIVE COPY RESULTS (operating parameters) says. */
+static void limits_tpc(struct dev *d)
+{
+	struct scsi_task *t = vpd(d, 0x8f), *op;
+	uint8_t cdb[16] = { 0x84, 0x03 };
+	const uint8_t *p, *pd = NULL;
+	uint32_t len, off, n = 0;
+
+	check(t != NULL, "limits: no VPD page 8Fh");
+	if (!t)
+		return;
+	p = t->datain.data;
+	len = 4 + ((uint32_t)p[2] << 8 | p[3]);
+	check(len == (uint32_t)t->datain.size && len >= 4 + 0x24,
+	      "limits: VPD 8Fh length %u of %d bytes", len, t->datain.size);
+	check(p[4] == 0 && p[5] == 0 && p[7] == 0x20,
+	      "limits: VPD 8Fh does not start with the block device ROD limits");
+	for (off = 4; off + 4 <= len; off += 4 + ((uint32_t)p[off + 2] << 8 | p[off + 3]), n++)
+		if (p[off] == 0 && p[off + 1] == 0x04)
+			pd = p + off;
+	check(off == len, "limits: VPD 8Fh descriptors end at %u, the page at %u", off, len);
+	put32(cdb + 10, 64);
+	op = cmd(d, cdb, 16, NULL, 0, 64);
+	check(pd && op && op->status == SCSI_STATUS_GOOD && op->datain.size >= 16 &&
+	      memcmp(pd + 8, op->datain.data + 8, 8) == 0,
+	      "limits: VPD 8Fh parameter data differs from the operating parameters");
+	printf("limits: VPD 8Fh: %u descriptors in %u bytes\n", n, len);
+	if (op)
+		scsi_free_scsi_task(op);
+	scsi_free_scsi_task(t);
+}
+
+static int cmd_limits(char **argv)
+{
+	struct dev d;
+
+	if (dev_open(&d, argv[0], 0) != 0)
+		return 99;
+	limits_caw(&d, strtoull(argv[1], NULL, 0));
+	limits_tpc(&d);
+	dev_close(&d);
+	return failures ? 1 : 0;
+}
+
 /* lat: the benchmark's figures. */
 
 static int cmp_u64(const void *a, const void *b)
@@ -926,6 +1021,7 @@ static const struct {
 	{ "odxneg", 4, cmd_odxneg },
 	{ "readonly", 4, cmd_readonly },
 	{ "reserved", 4, cmd_reserved },
+	{ "limits", 2, cmd_limits },
 	{ "lat", 3, cmd_lat },
 };
 
@@ -934,7 +1030,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; argc >= 2 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (strcmp(argv[1], cmds[i].name) == 0 && argc == cmds[i].argc + 2)
 			return cmds[i].fn(argv + 2);
-	fprintf(stderr, "usage: %s ats|fill|cmp|xcopy|odx|odxneg|readonly|reserved|lat ARGS (see the source)\n",
+	fprintf(stderr, "usage: %s ats|fill|cmp|xcopy|odx|odxneg|readonly|reserved|limits|lat ARGS (see the source)\n",
 	        argv[0]);
 	return 99;
 }
