@@ -114,6 +114,13 @@ run "EXTENDED COPY: the copy is byte for byte the source" cmp "$SRC" "$DST" 0 0 
 u1=$(used)
 grew "EXTENDED COPY" "$u0" "$u1" $MIB
 
+# blocks that are not 4 KiB aligned, at either end, copy exactly too
+run "EXTENDED COPY, unaligned (LBA 5 -> 250003, 1001 blocks)" xcopy "$SRC" "$DST" 5 250003 1001
+run "EXTENDED COPY, unaligned: byte for byte" cmp "$SRC" "$DST" 5 250003 1001
+for lba in 250002 251004; do   # still zeros, as never written block 400000
+	run "EXTENDED COPY, unaligned: block $lba beside it is untouched" \
+		cmp "$DST" "$DST" $lba 400000 1
+done
 run "ODX: POPULATE TOKEN + WRITE USING TOKEN of 32 MiB" odx "$SRC" "$DST" 0 131072 $BLOCKS
 run "ODX: the copy is byte for byte the source" cmp "$SRC" "$DST" 0 131072 $BLOCKS
 u2=$(used)
