@@ -303,6 +303,7 @@ const char *iscsi_text_key(const struct iscsi_text *t, size_t i, const char **va
 struct iscsi_kv_buf {
 	char    *buf;
 	uint32_t len, cap;
+	uint32_t max;                   /* 0: ISCSI_TEXT_MAX */
 };
 int  iscsi_kv_add(struct iscsi_kv_buf *b, const char *key, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -142,7 +142,7 @@ int iscsi_kv_add(struct iscsi_kv_buf *b, const char *key, const char *fmt, ...)
 				}
 			}
 		}
-		if (b->cap >= ISCSI_TEXT_MAX)
+		if (b->cap >= (b->max ? b->max : ISCSI_TEXT_MAX))
 			return -E2BIG;
 		char *nb = realloc(b->buf, b->cap ? b->cap * 2 : 1024);
 		if (!nb)

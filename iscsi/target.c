@@ -20,6 +20,10 @@
 #include "iscsi/internal.h"
 
 #define TARGET_LUNS_MAX         256
+/* A SendTargets answer goes out in MaxRecvDataSegmentLength pieces (C bit,
+ * RFC 7143 11.11.2), so it may be far longer than login text: a desktop
+ * pool with a target per clone has thousands (~120 bytes each). */
+#define SEND_TARGETS_MAX        (16u << 20)
 
 void iscsi_target_free(struct iscsi_target *t)
 {
@@ -230,6 +234,9 @@ int iscsi_target_send_targets(struct iscsi_conn *c, const char *which, const cha
                               struct iscsi_kv_buf *out)
 {
 	struct send_targets st = { c, which, initiator, out };
+
+	if (out->max < SEND_TARGETS_MAX)
+		out->max = SEND_TARGETS_MAX;
 
 	/* RFC 7143 12.3: in a normal session an empty value is this target */
 	if (!*which && c->sess && c->sess->target)

@@ -6,7 +6,8 @@
 # RESET under load, relogin with a new and the old ISID, TCP resets during
 # R2T and with commands in the store, a session that stops reading its
 # socket, the CmdSN window edges, malformed PDUs and malformed logins,
-# running out of file descriptors, and SIGTERM with sessions busy.
+# discovery of 1000 targets, running out of file descriptors, and SIGTERM
+# with sessions busy.
 #
 # After each scenario sluiced must still serve, and its memory must stay
 # flat: a scenario runs once to warm up (caches, malloc arenas, the store's
@@ -50,9 +51,15 @@ export MALLOC_MMAP_THRESHOLD_=65536
 HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || exit 99
 DATA=$work/data
 LOG=$work/sluiced.log
+# and 1000 more targets, one per clone of a desktop pool, for discovery
+POOL_TARGETS=()
+for ((i = 0; i < 1000; i++)); do
+	POOL_TARGETS+=(target "{\"iqn\":\"$IQN_PREFIX:desktop-$i\",\"luns\":[{\"lun\":0,\"volume\":\"$VOL\"}],\"allow\":[\"*\"],\"chap\":null}")
+done
 pool_setup "$DATA" vol "$VOL" $((256 << 20)) \
 	target "$(target_json "$IQN" "$VOL" '["*"]' null)" \
-	target "$(target_json "$ACL_IQN" "$VOL" "[\"$INIT1\"]" null)" || exit 99
+	target "$(target_json "$ACL_IQN" "$VOL" "[\"$INIT1\"]" null)" \
+	"${POOL_TARGETS[@]}" || exit 99
 if ! daemon_start "$DATA" "$LOG"; then
 	not_ok "sluiced did not start"
 	show "$LOG"
@@ -168,6 +175,27 @@ scenario stuck 2 stuck "$PORTAL" "$IQN"
 scenario cmdsn 3 cmdsn "$PORTAL" "$IQN"
 scenario malformed 3 malformed "$PORTAL" "$IQN"
 scenario badlogin 3 badlogin "$PORTAL" "$IQN"
+
+# Discovery (SendTargets=All) of 1003 targets on two portals: far more
+# than one text PDU, sent with continuation; the allow-list hides a target
+# from an initiator it does not name.
+if command -v iscsi-ls >/dev/null 2>&1; then
+	for who in "$INIT1" "$INIT2"; do
+		timeout 60 iscsi-ls -i "$who" "iscsi://127.0.0.1:$PORT1" >"$work/ls.out" 2>&1
+		n=$(grep -c "Target:$IQN_PREFIX:desktop-" "$work/ls.out")
+		acl=$(grep -c "Target:$ACL_IQN " "$work/ls.out")
+		want_acl=2
+		[ "$who" = "$INIT2" ] && want_acl=0
+		if [ "$n" = 2000 ] && [ "$acl" = "$want_acl" ]; then
+			ok "discovery by ${who##*:}: 1000 pool targets on 2 portals, $IQN_PREFIX:robust-acl $acl times"
+		else
+			not_ok "discovery by ${who##*:}: $n pool target addresses (want 2000), acl target $acl times (want $want_acl)"
+			tail -3 "$work/ls.out" | sed 's/^/    | /'
+		fi
+	done
+else
+	skipped "discovery: iscsi-ls is not installed"
+fi
 
 # Out of file descriptors: sluiced's soft limit is lowered to a few above
 # what it holds, 40 connections arrive and are held 1.5 s, so accept()
