@@ -586,13 +586,22 @@ static struct scsi_token *tpc_token_slot(struct scsi_lu *lu)
 	return best;
 }
 
+/* Every write of a LU with tokens looks here: expired tokens go, so that
+ * a LU whose tokens are all gone costs its writes nothing again. */
 void tpc_lu_written(struct scsi_lu *lu, uint64_t lba, uint64_t end)
 {
+	uint64_t now;
+
 	if (!lu->ntokens)
 		return;
+	now = tpc_now_ns();
 	for (uint32_t i = 0; i < SCSI_TOKENS_PER_LU; i++) {
 		struct scsi_token *k = &lu->tokens[i];
 
+		if (k->id && tpc_token_expired(k, now)) {
+			k->id = 0;
+			lu->ntokens--;
+		}
 		for (uint32_t r = 0; k->id && !k->revoked && r < k->nranges; r++)
 			if (k->ranges[r].lba < end && lba < k->ranges[r].lba + k->ranges[r].n)
 				k->revoked = true;

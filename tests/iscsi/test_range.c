@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -127,22 +128,31 @@ static void edges(void **state)
 }
 
 /* A writer over a token's range revokes it; a writer beside it, or a
- * holder that does not write (POPULATE TOKEN), does not. */
+ * holder that does not write (POPULATE TOKEN), does not. A write drops
+ * the tokens that have expired. */
 static void tokens_revoked_by_writes(void **state)
 {
 	struct scsi_lu *lu = *state;
-	struct scsi_token *k = &lu->tokens[3];
+	struct scsi_token *k = &lu->tokens[3], *old = &lu->tokens[9];
 	struct scsi_range r = { 0 };
+	struct timespec ts;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	old->id = 7;                    /* last used at boot, 1 s timeout */
+	old->timeout = 1;
 	k->id = 42;
+	k->timeout = 3600;
+	k->used_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	k->nranges = 2;
 	k->ranges[0].lba = 1000;
 	k->ranges[0].n = 10;
 	k->ranges[1].lba = 5000;
 	k->ranges[1].n = 1;
-	lu->ntokens = 1;
+	lu->ntokens = 2;
 	scsi_range_lock(lu, &r, 1010, 3990, W, on_grant);       /* between them */
 	scsi_range_unlock(&r);
+	assert_int_equal(old->id, 0);
+	assert_int_equal(lu->ntokens, 1u);
 	scsi_range_lock(lu, &r, 1000, 10, SCSI_RANGE_EXCL, on_grant);
 	scsi_range_unlock(&r);
 	assert_false(k->revoked);
