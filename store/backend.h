@@ -60,7 +60,8 @@ int store_backend_file_open(const char *path, uint64_t create_bytes,
                             store_log_fn *log, void *log_arg,
                             struct store_backend **out);
 
-/* I/O engines for a file descriptor (store/io_threads.c, store/io_uring.c). */
+/* I/O engines for a file (store/io_threads.c, store/io_uring.c): writes and
+ * flushes go to fd, reads to read_fd (which may be fd). */
 struct store_engine_ops;
 struct store_io_engine {
 	const struct store_engine_ops *ops;
@@ -71,7 +72,8 @@ struct store_engine_ops {
 	void (*submit)(struct store_io_engine *e, struct store_bio *b);
 	void (*destroy)(struct store_io_engine *e);
 };
-int store_engine_threads_create(int fd, unsigned nthreads, struct store_io_engine **out);
-int store_engine_uring_create(int fd, unsigned depth, struct store_io_engine **out);
+int store_engine_threads_create(int fd, int read_fd, unsigned nthreads,
+                                struct store_io_engine **out);
+int store_engine_uring_create(int fd, int read_fd, unsigned depth, struct store_io_engine **out);
 
 #endif

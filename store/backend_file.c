@@ -1,9 +1,14 @@
 /* store/backend_file.c: the pool on a local file or block device.
  *
- * Opened with O_DIRECT where the file system allows it (the log does its own
- * batching; the page cache would only add a copy), falling back to buffered
- * I/O, where fdatasync still makes each batch durable. An exclusive flock()
- * keeps a second sluiced from opening the same pool.
+ * Written with O_DIRECT where the file system allows it (the log does its
+ * own batching; the page cache would only add a copy), falling back to
+ * buffered I/O, where fdatasync still makes each batch durable. Read
+ * through a second, buffered descriptor: the kernel's page cache is the
+ * read cache, as it is for any file a target serves. Readahead is off on
+ * it (POSIX_FADV_RANDOM): a read brings in only what was asked, so it never
+ * races a direct write to a range nothing has read; a direct write drops
+ * the cached pages it covers. An exclusive flock() keeps a second sluiced
+ * from opening the same pool.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +30,7 @@
 struct file_backend {
 	struct store_backend    base;
 	int                     fd;
+	int                     rfd;    /* reads: buffered, or fd */
 	struct store_io_engine *eng;
 };
 
@@ -90,6 +96,8 @@ static void file_destroy(struct store_backend *be)
 
 	if (f->eng)
 		f->eng->ops->destroy(f->eng);
+	if (f->rfd != f->fd)
+		close(f->rfd);
 	close(f->fd);
 	free(f);
 }
@@ -161,20 +169,32 @@ static int file_size(int fd, uint64_t *size)
 	return 0;
 }
 
-static int file_engine(int fd, enum store_engine want, store_log_fn *log,
+static int file_engine(int fd, int rfd, enum store_engine want, store_log_fn *log,
                        void *log_arg, struct store_io_engine **out)
 {
 	int rc;
 
 	if (want == STORE_ENGINE_THREADS)
-		return store_engine_threads_create(fd, IO_THREADS, out);
-	rc = store_engine_uring_create(fd, URING_DEPTH, out);
+		return store_engine_threads_create(fd, rfd, IO_THREADS, out);
+	rc = store_engine_uring_create(fd, rfd, URING_DEPTH, out);
 	if (rc == 0 || want == STORE_ENGINE_URING)
 		return rc;
 	file_log(log, log_arg, STORE_LOG_WARN,
 	         "io_uring unavailable (disabled by the kernel or a seccomp profile): "
 	         "using the thread-pool I/O engine");
-	return store_engine_threads_create(fd, IO_THREADS, out);
+	return store_engine_threads_create(fd, rfd, IO_THREADS, out);
+}
+
+/* The buffered descriptor reads go through; fd itself when it is buffered
+ * already or a second open fails. */
+static int file_read_fd(const char *path, int fd)
+{
+	int rfd;
+
+	if (!(fcntl(fd, F_GETFL) & O_DIRECT) || (rfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return fd;
+	posix_fadvise(rfd, 0, 0, POSIX_FADV_RANDOM);
+	return rfd;
 }
 
 int store_backend_file_open(const char *path, uint64_t create_bytes,
@@ -199,13 +219,16 @@ int store_backend_file_open(const char *path, uint64_t create_bytes,
 	rc = file_size(f->fd, &f->base.size);
 	if (rc)
 		goto fail_fd;
-	rc = file_engine(f->fd, engine, log, log_arg, &f->eng);
+	f->rfd = file_read_fd(path, f->fd);
+	rc = file_engine(f->fd, f->rfd, engine, log, log_arg, &f->eng);
 	if (rc)
 		goto fail_fd;
 	f->base.engine = f->eng->name;
 	*out = &f->base;
 	return 0;
 fail_fd:
+	if (f->rfd > 0 && f->rfd != f->fd)
+		close(f->rfd);
 	close(f->fd);
 fail:
 	free(f);

@@ -19,6 +19,7 @@
 struct threads_engine {
 	struct store_io_engine base;
 	int             fd;
+	int             rfd;            /* reads */
 	unsigned        nthreads;
 	pthread_t       tid[THREADS_MAX];
 	pthread_mutex_t lock;
@@ -63,14 +64,14 @@ static int threads_rw(int fd, struct store_bio *b)
 	return 0;
 }
 
-static int threads_run(int fd, struct store_bio *b)
+static int threads_run(const struct threads_engine *e, struct store_bio *b)
 {
 	int rc = 0;
 
 	if (b->op != STORE_BIO_FLUSH)
-		rc = threads_rw(fd, b);
+		rc = threads_rw(b->op == STORE_BIO_READ ? e->rfd : e->fd, b);
 	if (rc == 0 && (b->op == STORE_BIO_FLUSH || b->flush))
-		rc = fdatasync(fd) ? -errno : 0;
+		rc = fdatasync(e->fd) ? -errno : 0;
 	return rc;
 }
 
@@ -90,7 +91,7 @@ static void *threads_main(void *arg)
 		STAILQ_REMOVE_HEAD(&e->todo, link);
 		pthread_mutex_unlock(&e->lock);
 
-		b->result = threads_run(e->fd, b);
+		b->result = threads_run(e, b);
 
 		pthread_mutex_lock(&e->lock);
 		STAILQ_INSERT_TAIL(&e->done, b, link);
@@ -176,7 +177,8 @@ static const struct store_engine_ops threads_ops = {
 	.destroy = threads_destroy,
 };
 
-int store_engine_threads_create(int fd, unsigned nthreads, struct store_io_engine **out)
+int store_engine_threads_create(int fd, int read_fd, unsigned nthreads,
+                                struct store_io_engine **out)
 {
 	struct threads_engine *e = calloc(1, sizeof(*e));
 
@@ -185,6 +187,7 @@ int store_engine_threads_create(int fd, unsigned nthreads, struct store_io_engin
 	e->base.ops = &threads_ops;
 	e->base.name = "threads";
 	e->fd = fd;
+	e->rfd = read_fd;
 	e->nthreads = nthreads > THREADS_MAX ? THREADS_MAX : nthreads ? nthreads : 1;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);

@@ -21,6 +21,7 @@
 struct uring_engine {
 	struct store_io_engine base;
 	int             fd;
+	int             rfd;         /* reads */
 	int             efd;
 	unsigned        free_sqes;   /* entries we may still use */
 	struct io_uring ring;
@@ -48,7 +49,7 @@ static void uring_prep(struct uring_engine *e, struct store_bio *b)
 	b->pending = 1;
 	switch (b->op) {
 	case STORE_BIO_READ:
-		io_uring_prep_readv(sqe, e->fd, b->iov, (unsigned)b->iovcnt, b->offset);
+		io_uring_prep_readv(sqe, e->rfd, b->iov, (unsigned)b->iovcnt, b->offset);
 		break;
 	case STORE_BIO_WRITE:
 		io_uring_prep_writev(sqe, e->fd, b->iov, (unsigned)b->iovcnt, b->offset);
@@ -163,7 +164,7 @@ static const struct store_engine_ops uring_ops = {
 	.destroy = uring_destroy,
 };
 
-int store_engine_uring_create(int fd, unsigned depth, struct store_io_engine **out)
+int store_engine_uring_create(int fd, int read_fd, unsigned depth, struct store_io_engine **out)
 {
 	struct uring_engine *e = calloc(1, sizeof(*e));
 	int rc;
@@ -187,6 +188,7 @@ int store_engine_uring_create(int fd, unsigned depth, struct store_io_engine **o
 	e->base.ops = &uring_ops;
 	e->base.name = "io_uring";
 	e->fd = fd;
+	e->rfd = read_fd;
 	e->free_sqes = depth;
 	STAILQ_INIT(&e->backlog);
 	*out = &e->base;
