@@ -1009,20 +1009,54 @@ static int iscsi_port_abort(const struct scsi_port *p, struct scsi_lu *lu,
 	return 0;
 }
 
+static void iscsi_sess_hold(struct iscsi_sess *s, struct iscsi_pdu *p, uint32_t sn);
+static void iscsi_sess_drain_held(struct iscsi_conn *c);
+
+/* The command at CmdSN sn was not taken (lost, rejected, or waiting behind
+ * a gap): it counts as received and, if it waits, never runs. A NOP-Out
+ * with the reserved ITT, which gets no answer, takes its place. */
+static void iscsi_sess_plug(struct iscsi_sess *s, uint32_t sn, uint32_t rtt)
+{
+	struct iscsi_pdu *q, *nop;
+
+	TAILQ_FOREACH(q, &s->held, link) {
+		if (be32toh(q->hdr.bhs.sn) != sn)
+			continue;
+		if (q->hdr.bhs.itt != rtt)
+			return;         /* another command has that CmdSN: it runs */
+		TAILQ_REMOVE(&s->held, q, link);
+		iscsi_pdu_free(q);
+		break;
+	}
+	nop = iscsi_pdu_new(ISCSI_OP_NOP_OUT, 0);
+	if (!nop)
+		return;
+	nop->hdr.bhs.flags = ISCSI_FLAG_FINAL;
+	nop->hdr.bhs.itt = ISCSI_RSVD_TAG;
+	nop->hdr.bhs.ttt = ISCSI_RSVD_TAG;
+	nop->hdr.bhs.sn = htobe32(sn);
+	iscsi_sess_hold(s, nop, sn);
+	iscsi_sess_drain_held(s->conn);
+}
+
 static uint8_t iscsi_tmf_abort_task(struct iscsi_sess *s, const struct iscsi_bhs_tmf *h,
                                     struct iscsi_tmf *tmf)
 {
 	struct iscsi_task *t = iscsi_task_find(s, h->rtt);
+	uint32_t ref = be32toh(h->ref_cmdsn);
 
 	if (t) {
 		iscsi_task_abort(t, tmf);
 		return ISCSI_TMF_RSP_COMPLETE;
 	}
-	/* RFC 7143 11.5.1: a RefCmdSN already taken means "complete" */
-	if (sn_diff(be32toh(h->ref_cmdsn), s->exp_cmdsn) < 0 &&
-	    sn_diff(be32toh(h->ref_cmdsn), be32toh(h->sn)) < 0)
-		return ISCSI_TMF_RSP_COMPLETE;
-	return ISCSI_TMF_RSP_NO_TASK;
+	/* RFC 7143 11.5.1 b): no such task, but RefCmdSN is in the window and
+	 * before the TMF's own CmdSN: "complete", the CmdSN taken as received
+	 * (how an initiator plugs the gap a rejected command leaves, 7.2) */
+	if (sn_diff(ref, s->max_cmdsn) > 0 || sn_diff(ref, be32toh(h->sn)) >= 0)
+		return ISCSI_TMF_RSP_NO_TASK;
+	if (sn_diff(ref, s->exp_cmdsn) >= 0)
+		iscsi_sess_plug(s, ref, h->rtt);
+	return ISCSI_TMF_RSP_COMPLETE;
 }
 
 static void iscsi_tmf_target_reset(struct iscsi_sess *s, struct iscsi_tmf *tmf)

@@ -1245,6 +1245,46 @@ static bool nop_echo(struct raw *r, bool immediate)
 	return ok;
 }
 
+/* A command the target rejects leaves a CmdSN gap (RFC 7143 7.2); the
+ * next command waits behind it until the initiator plugs the gap with an
+ * ABORT TASK of the rejected one (11.5.1 b): then both are answered. */
+static void gap_plug(struct raw *r)
+{
+	uint8_t h[48] = { OP_SCSI_CMD, F_FINAL | F_WRITE | ATTR_SIMPLE }, cdb[16] = { 0 };
+	uint8_t *data = calloc(1, 4096);
+	uint32_t x = r->cmdsn, bad = r->itt++, tur, tmf;
+	bool rejected = false, tur_ok = false;
+	int tmf_rsp = -1;
+	struct pdu p;
+
+	put32(h + 16, bad);
+	put32(h + 20, 512);             /* 4 KiB of immediate data for 512 bytes */
+	put32(h + 24, x);
+	put32(h + 28, r->statsn_exp);
+	cdb_rw(h + 32, 0x8a, 250100, 1);
+	raw_send(r, h, data, 4096);
+	if (raw_recv(r, &p, WAIT_MS) == 0)
+		rejected = (p.h[0] & 0x3f) == OP_REJECT;
+	pdu_free(&p);
+	tur = raw_cmd_sn(r, cdb, 0, 0, NULL, 0, x + 1);
+	check(rejected && quiet(r) == 0, "cmdsn: a rejected command leaves a gap; "
+	      "the next one waits behind it");
+	r->cmdsn = x + 2;
+	tmf = (uint32_t)raw_tmf(r, TMF_ABORT_TASK, bad, x);
+	while (raw_recv(r, &p, WAIT_MS) == 0) {
+		if ((p.h[0] & 0x3f) == OP_TMF_RSP && be32(p.h + 16) == tmf)
+			tmf_rsp = p.h[2];
+		if ((p.h[0] & 0x3f) == OP_SCSI_RSP && be32(p.h + 16) == tur)
+			tur_ok = p.h[3] == 0;
+		pdu_free(&p);
+		if (tmf_rsp >= 0 && tur_ok)
+			break;
+	}
+	check(tmf_rsp == 0 && tur_ok, "cmdsn: ABORT TASK of the rejected command plugs the "
+	      "gap (FUNCTION COMPLETE, the waiting command answered)");
+	free(data);
+}
+
 /* cmdsn: the window edges (RFC 7143 4.2.2.1). A command at MaxCmdSN is
  * taken (held until its turn), one beyond is ignored, one already taken
  * too; ExpCmdSN moves on. */
@@ -1300,6 +1340,7 @@ static int cmd_cmdsn(int argc, char **argv)
 	check(raw_tur(&r) == 0, "cmdsn: the session goes on at ExpCmdSN");
 	check(nop_echo(&r, true) && nop_echo(&r, false),
 	      "cmdsn: NOP-Out pings (immediate and not) come back with their data");
+	gap_plug(&r);
 	check(raw_write_verify(&r, 250000, 64, 41), "cmdsn: I/O after the window edges");
 	raw_close(&r);
 	return 0;
