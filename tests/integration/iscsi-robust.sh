@@ -168,6 +168,7 @@ else
 fi
 scenario digest 5 digest "$PORTAL" "$IQN"
 scenario big 8 big "$PORTAL" "$IQN"
+scenario unsol 5 unsol "$PORTAL" "$IQN"
 scenario abort 2 abort "$PORTAL" "$IQN"
 scenario relogin 4 relogin "$PORTAL" "$IQN"
 scenario r2treset 1 r2treset "$PORTAL" "$IQN" 50

@@ -8,6 +8,7 @@
  *   iscsi-robust-test refused  HOST:PORT IQN INITIATOR
  *   iscsi-robust-test digest   HOST:PORT IQN
  *   iscsi-robust-test big      HOST:PORT IQN
+ *   iscsi-robust-test unsol    HOST:PORT IQN
  *   iscsi-robust-test abort    HOST:PORT IQN
  *   iscsi-robust-test relogin  HOST:PORT IQN
  *   iscsi-robust-test r2treset HOST:PORT IQN REPEAT
@@ -87,6 +88,7 @@ static const char *me = "iqn.2024-01.org.sluice.test:robust";
 static int failures;
 static bool lib_header_digest;          /* libiscsi sessions ask for CRC32C */
 static uint32_t raw_mrdsl = 262144;     /* raw sessions' MaxRecvDataSegmentLength */
+static bool raw_unsolicited;            /* raw sessions offer InitialR2T=No */
 
 static void check(bool ok, const char *fmt, ...)
 {
@@ -365,12 +367,13 @@ static int raw_login(struct raw *r, const char *init, const char *target, uint8_
 	r->itt = 0x100;
 	n = snprintf(keys, sizeof(keys),
 	             "InitiatorName=%s%cTargetName=%s%cSessionType=Normal%c"
-	             "HeaderDigest=%s%cDataDigest=%s%cInitialR2T=Yes%cImmediateData=Yes%c"
+	             "HeaderDigest=%s%cDataDigest=%s%cInitialR2T=%s%cImmediateData=Yes%c"
 	             "MaxRecvDataSegmentLength=%u%cMaxBurstLength=262144%c"
 	             "FirstBurstLength=65536%cMaxOutstandingR2T=1%cErrorRecoveryLevel=0%c"
 	             "DefaultTime2Wait=0%cDefaultTime2Retain=0%c",
 	             init, 0, target, 0, 0, digests ? "CRC32C" : "None", 0,
-	             digests ? "CRC32C" : "None", 0, 0, 0, raw_mrdsl, 0, 0, 0, 0, 0, 0, 0);
+	             digests ? "CRC32C" : "None", 0, raw_unsolicited ? "No" : "Yes", 0, 0,
+	             raw_mrdsl, 0, 0, 0, 0, 0, 0, 0);
 	memcpy(h + 8, r->isid, 6);
 	put32(h + 16, r->itt++);
 	put32(h + 24, r->cmdsn);
@@ -889,6 +892,79 @@ static int cmd_big(int argc, char **argv)
 	raw_open(&r, 5, true);
 	check(raw_write_verify(&r, 300000, 65536, 8), "big: 32 MiB write and read, CRC32C both");
 	raw_close(&r);
+	return 0;
+}
+
+/* unsol: InitialR2T=No, ImmediateData=Yes, FirstBurstLength=64 KiB (what
+ * Linux and ESXi initiators negotiate): a WRITE carries 8 KiB immediate,
+ * unsolicited Data-Out up to the first burst, then R2Ts for the rest.
+ * Unsolicited data past the first burst ends the connection (ERL 0). */
+static int unsol_write(struct raw *r, uint64_t lba, uint32_t nblk, const uint8_t *buf,
+                       uint32_t first)
+{
+	uint32_t len = nblk * BLK, imm = 8192, off, sn = 0, itt;
+	uint8_t h[48] = { OP_SCSI_CMD, F_WRITE | ATTR_SIMPLE };
+	struct pdu p;
+
+	itt = r->itt++;
+	put32(h + 16, itt);
+	put32(h + 20, len);
+	put32(h + 24, r->cmdsn++);
+	put32(h + 28, r->statsn_exp);
+	cdb_rw(h + 32, 0x8a, lba, nblk);
+	if (raw_send(r, h, buf, imm) < 0)
+		return -1;
+	for (off = imm; off < first && off < len; sn++) {
+		uint32_t n = first - off < 16384 ? first - off : 16384;
+
+		n = n < len - off ? n : len - off;
+		raw_data_out(r, itt, 0xffffffffu, sn, off, buf + off, n,
+		             off + n >= first || off + n >= len);
+		off += n;
+	}
+	for (;;) {
+		if (raw_recv(r, &p, WAIT_MS) < 0)
+			return -1;
+		if (raw_ping_reply(r, &p))
+			continue;
+		if ((p.h[0] & 0x3f) == OP_R2T && be32(p.h + 16) == itt) {
+			raw_answer_r2t(r, &p, buf);
+		} else if ((p.h[0] & 0x3f) == OP_SCSI_RSP && be32(p.h + 16) == itt) {
+			int st = p.h[3];
+
+			pdu_free(&p);
+			return st;
+		}
+		pdu_free(&p);
+	}
+}
+
+static int cmd_unsol(int argc, char **argv)
+{
+	uint8_t *w = malloc(1024 * BLK), *b = malloc(1024 * BLK);
+	struct raw r;
+	struct pdu p;
+	int rc;
+
+	(void)argc; (void)argv;
+	raw_unsolicited = true;
+	raw_open(&r, 6, false);
+	pattern(w, 214000, 1024, 10);
+	check(unsol_write(&r, 214000, 1024, w, 65536) == 0 && raw_read(&r, 214000, 1024, b) == 0 &&
+	      memcmp(w, b, 1024 * BLK) == 0,
+	      "unsol: 512 KiB: 8 KiB immediate, Data-Out to 64 KiB, R2T for the rest");
+	pattern(w, 214000, 64, 11);
+	check(unsol_write(&r, 214000, 64, w, 65536) == 0 && raw_read(&r, 214000, 64, b) == 0 &&
+	      memcmp(w, b, 64 * BLK) == 0, "unsol: 32 KiB, all of it unsolicited");
+	/* 96 KiB unsolicited where 64 KiB is the first burst */
+	rc = unsol_write(&r, 214000, 1024, w, 98304);
+	if (rc != -1)
+		while (raw_recv(&r, &p, WAIT_MS) == 0)
+			pdu_free(&p);
+	check(rc == -1, "unsol: Data-Out past FirstBurstLength drops the connection");
+	raw_close(&r);
+	free(w);
+	free(b);
 	return 0;
 }
 
@@ -1712,7 +1788,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 } cmds[] = {
 	{ "many", cmd_many }, { "chap", cmd_chap }, { "refused", cmd_refused },
-	{ "digest", cmd_digest }, { "big", cmd_big }, { "abort", cmd_abort },
+	{ "digest", cmd_digest }, { "big", cmd_big }, { "unsol", cmd_unsol }, { "abort", cmd_abort },
 	{ "relogin", cmd_relogin },
 	{ "r2treset", cmd_r2treset }, { "stuck", cmd_stuck }, { "cmdsn", cmd_cmdsn },
 	{ "malformed", cmd_malformed }, { "badlogin", cmd_badlogin },
