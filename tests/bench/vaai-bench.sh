@@ -55,17 +55,17 @@ echo "== COMPARE AND WRITE vs WRITE, QD1"
 
 echo "== fill the source"
 t0=$(date +%s%N)
-"$VAAI" fill "$(url "$IQN" 0)" 0 "$BLOCKS" "$SEED" "$STRIDE" "$CHUNK" || exit 1
+"$VAAI" fill "$(url "$IQN" 0)" 0 "$BLOCKS" "$SEED" "$STRIDE" "$CHUNK" || { show "$LOG"; exit 1; }
 echo "fill took $((($(date +%s%N) - t0) / 1000000)) ms"
 
 echo "== EXTENDED COPY $GIB GiB"
 u0=$(used)
-"$VAAI" xcopy "$(url "$IQN" 0)" "$(url "$IQN" 1)" 0 0 "$BLOCKS" || exit 1
+"$VAAI" xcopy "$(url "$IQN" 0)" "$(url "$IQN" 1)" 0 0 "$BLOCKS" || { show "$LOG"; exit 1; }
 u1=$(used)
 echo "pool used bytes: $u0 -> $u1 (grew by $((u1 - u0)))"
 
 echo "== ODX (POPULATE TOKEN + WRITE USING TOKEN) $GIB GiB, into the copy"
-"$VAAI" odx "$(url "$IQN" 0)" "$(url "$IQN" 1)" 0 0 "$BLOCKS" || exit 1
+"$VAAI" odx "$(url "$IQN" 0)" "$(url "$IQN" 1)" 0 0 "$BLOCKS" || { show "$LOG"; exit 1; }
 u2=$(used)
 echo "pool used bytes: $u1 -> $u2 (grew by $((u2 - u1)))"
 
