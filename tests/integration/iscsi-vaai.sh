@@ -98,7 +98,7 @@ grew() {                # grew WHAT BEFORE AFTER MAX: used bytes grew by at most
 	fi
 }
 
-run "ATS: 8 sessions, $ROUNDS rounds, one winner each" ats "$SRC" 8 "$ROUNDS" 100000 "$SEED"
+run "ATS: 8 sessions, $ROUNDS rounds with one winner each, then rounds with a racing WRITE" ats "$SRC" 8 "$ROUNDS" 100000 "$SEED"
 run "limits: VPD B0h and 8Fh say what the commands take" limits "$SRC" 110000
 
 # 32 MiB of data in the source, then copies of it to the other target's volume

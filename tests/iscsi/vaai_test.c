@@ -8,9 +8,9 @@
  *       SESSIONS sessions race COMPARE AND WRITE on one block each round,
  *       all expecting the block's current contents: exactly one wins, the
  *       others get MISCOMPARE at the first byte where the winner differs.
- *       Every other round one more session races a plain WRITE of the
- *       block among them: no COMPARE AND WRITE may then land over it (the
- *       block ends as the WRITE left it, and at most one CAW wins).
+ *       Then ROUNDS/2 rounds more where one more session races a plain
+ *       WRITE of the block among them: no COMPARE AND WRITE may land over
+ *       it (the block ends as the WRITE left it, and at most one wins).
  *   vaai-test fill   URL LBA BLOCKS SEED STRIDE CHUNK
  *       writes CHUNK blocks of seeded data every STRIDE blocks.
  *   vaai-test cmp    SRC_URL DST_URL SRC_LBA DST_LBA BLOCKS
@@ -306,10 +306,10 @@ static int ats_wait(struct ats_slot *s, int n)
 }
 
 static int ats_round(struct ats_slot *s, int n, uint64_t lba, uint8_t *cur, int round,
-                     uint64_t *seed, int *wins)
+                     bool writer, uint64_t *seed, int *wins)
 {
-	int order[MAX_SESSIONS + 1], winner = -1, good = 0, rc = 0, m = n + (round & 1);
-	struct ats_slot *w = &s[n];             /* the plain writer, odd rounds */
+	int order[MAX_SESSIONS + 1], winner = -1, good = 0, rc = 0, m = n + writer;
+	struct ats_slot *w = &s[n];             /* the plain writer */
 	uint32_t from = (uint32_t)(xorshift(seed) % BLK);
 	uint8_t back[BLK];
 
@@ -415,8 +415,15 @@ static int cmd_ats(char **argv)
 	if (rw(&s[0].dev, true, lba, cur, 1) != 0)
 		return 99;
 	for (int r = 0; r < rounds && rc == 0; r++)
-		rc = ats_round(s, n, lba, cur, r, &seed, wins);
-	printf("ats: wins per session:");
+		rc = ats_round(s, n, lba, cur, r, false, &seed, wins);
+	printf("ats: %d rounds, one winner each; wins per session:", rounds);
+	for (int i = 0; i < n; i++)
+		printf(" %d", wins[i]);
+	printf("\n");
+	memset(wins, 0, sizeof(wins));
+	for (int r = rounds; r < rounds + rounds / 2 && rc == 0; r++)
+		rc = ats_round(s, n, lba, cur, r, true, &seed, wins);
+	printf("ats: %d rounds with a racing WRITE; wins per session:", rounds / 2);
 	for (int i = 0; i < n; i++)
 		printf(" %d", wins[i]);
 	printf("\n");
