@@ -44,10 +44,21 @@ HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 daemon_start "$DATA" "$LOG" || { show "$LOG"; exit 99; }
 TOKEN=$(cat "$DATA/api-token")
 
-used() {
+# "used device_written map" bytes: live data, all written to the device
+# (data, log records, checkpoints), RAM of the volume maps
+pool() {
 	curl -s --max-time 10 -H "Authorization: Bearer $TOKEN" \
-		"http://127.0.0.1:$HTTP_PORT/api/v1/pool" |
-		sed -n 's/.*"used_bytes": *\([0-9]*\).*/\1/p'
+		"http://127.0.0.1:$HTTP_PORT/api/v1/pool" | python3 -c 'import json, sys
+d = json.load(sys.stdin); c = d["counters"]
+print(d["used_bytes"], c["device_write_bytes"], c["map_bytes"])'
+}
+
+growth() {              # growth WHAT "BEFORE" "AFTER"
+	local b a
+	read -r -a b <<<"$2"
+	read -r -a a <<<"$3"
+	echo "$1: pool used bytes +$((a[0] - b[0])), bytes written to the device" \
+		"+$((a[1] - b[1])), map RAM +$((a[2] - b[2]))"
 }
 
 echo "== COMPARE AND WRITE vs WRITE, QD1"
@@ -59,15 +70,15 @@ t0=$(date +%s%N)
 echo "fill took $((($(date +%s%N) - t0) / 1000000)) ms"
 
 echo "== EXTENDED COPY $GIB GiB"
-u0=$(used)
+u0=$(pool)
 "$VAAI" xcopy "$(url "$IQN" 0)" "$(url "$IQN" 1)" 0 0 "$BLOCKS" || { show "$LOG"; exit 1; }
-u1=$(used)
-echo "pool used bytes: $u0 -> $u1 (grew by $((u1 - u0)))"
+u1=$(pool)
+growth "EXTENDED COPY" "$u0" "$u1"
 
 echo "== ODX (POPULATE TOKEN + WRITE USING TOKEN) $GIB GiB, into the copy"
 "$VAAI" odx "$(url "$IQN" 0)" "$(url "$IQN" 1)" 0 0 "$BLOCKS" || { show "$LOG"; exit 1; }
-u2=$(used)
-echo "pool used bytes: $u1 -> $u2 (grew by $((u2 - u1)))"
+u2=$(pool)
+growth "ODX" "$u1" "$u2"
 
 if [ -n "${VAAI_BENCH_VERIFY:-}" ]; then
 	"$VAAI" cmp "$(url "$IQN" 0)" "$(url "$IQN" 1)" 0 0 "$BLOCKS"
