@@ -40,6 +40,13 @@
 #include "iscsi/internal.h"
 
 #define ISCSI_IOV_BATCH         64
+/* A peer that sends but does not read (a NOP-Out or TEST UNIT READY flood)
+ * would make its answers pile up without bound: past TXQ_HIGH queued PDUs
+ * the connection is not read until its queue is down to TXQ_LOW. Data-In
+ * of big reads in small PDUs may pass TXQ_HIGH too; it only slows the
+ * reading. */
+#define ISCSI_TXQ_HIGH          16384u
+#define ISCSI_TXQ_LOW           4096u
 #define ISCSI_PAD(n)            ((4u - ((n) & 3u)) & 3u)
 
 uint32_t iscsi_crc32c(const void *buf, size_t len, uint32_t crc)
@@ -164,6 +171,7 @@ void iscsi_conn_close(struct iscsi_conn *c, const char *why)
 		TAILQ_REMOVE(&c->txq, p, link);
 		iscsi_pdu_free(p);
 	}
+	c->txq_len = 0;
 	iscsi_pdu_free(c->rx);
 	c->rx = NULL;
 	iscsi_login_free(c->login);
@@ -263,6 +271,14 @@ static int iscsi_tx_gather(struct iscsi_conn *c, struct iovec *iov, int max)
 	return n;
 }
 
+static void iscsi_conn_txq_check(struct iscsi_conn *c)
+{
+	if (c->txq_len > ISCSI_TXQ_HIGH && !c->rx_paused)
+		iscsi_conn_rx_pause(c, true);
+	else if (c->txq_len <= ISCSI_TXQ_LOW && c->rx_paused && c->state != ISCSI_CONN_LOGOUT)
+		iscsi_conn_rx_pause(c, false);
+}
+
 /* Writes what the socket takes. 0, or -errno when the socket is broken:
  * the caller closes c, and only from the loop (iscsi_conn_write_cb),
  * since closing aborts and frees tasks a sender may be working on. What
@@ -291,6 +307,7 @@ static int iscsi_tx_flush(struct iscsi_conn *c)
 			if (p->sent < p->total)
 				break;
 			TAILQ_REMOVE(&c->txq, p, link);
+			c->txq_len--;
 			if (p->close_after) {
 				iscsi_pdu_free(p);
 				iscsi_conn_close(c, NULL);
@@ -300,6 +317,7 @@ static int iscsi_tx_flush(struct iscsi_conn *c)
 		}
 	}
 	ev_io_stop(c->loop, &c->wio);
+	iscsi_conn_txq_check(c);
 	return 0;
 }
 
@@ -312,8 +330,10 @@ void iscsi_conn_send(struct iscsi_conn *c, struct iscsi_pdu *p)
 	iscsi_pdu_fill_sn(c, p);
 	iscsi_pdu_frame(c, p);
 	TAILQ_INSERT_TAIL(&c->txq, p, link);
+	c->txq_len++;
 	if (!ev_is_active(&c->wio) && iscsi_tx_flush(c) < 0)
 		ev_feed_event(c->loop, &c->wio, EV_WRITE);      /* closes it from the loop */
+	iscsi_conn_txq_check(c);
 }
 
 static void iscsi_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)

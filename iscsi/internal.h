@@ -131,6 +131,7 @@ struct iscsi_conn {
 	bool                    rx_paused;
 	/* send */
 	struct iscsi_pdu_list   txq;
+	uint32_t                txq_len;        /* PDUs in txq */
 	uint32_t                statsn;
 	uint32_t                exp_statsn;
 	/* negotiated */

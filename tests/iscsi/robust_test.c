@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 #include <netdb.h>
@@ -1719,6 +1720,55 @@ static int cmd_fdlimit(int argc, char **argv)
 	(void)r;
 }
 
+/* flood: N NOP-Out pings sent as fast as the socket takes them, no
+ * answer read; then the connection is closed. The target must bound what
+ * it queues for a peer that does not read (it stops reading it). */
+static int cmd_flood(int argc, char **argv)
+{
+	int n = argc > 0 ? atoi(argv[0]) : 100000, sent = 0, flags;
+	uint8_t *batch = calloc(1024, 48);
+	struct raw r;
+
+	raw_open(&r, 65, false);
+	for (int i = 0; i < 1024; i++) {
+		uint8_t *h = batch + i * 48;
+
+		h[0] = OP_NOP_OUT | OP_IMMEDIATE;
+		h[1] = F_FINAL;
+		put32(h + 20, 0xffffffffu);
+		put32(h + 24, r.cmdsn);
+	}
+	flags = fcntl(r.fd, F_GETFL);
+	fcntl(r.fd, F_SETFL, flags | O_NONBLOCK);
+	for (double end = now_ms() + 3000; sent < n && now_ms() < end;) {
+		struct pollfd pf = { .fd = r.fd, .events = POLLOUT };
+
+		for (int i = 0; i < 1024; i++)
+			put32(batch + i * 48 + 16, (uint32_t)(sent + i) | 0x01000000u);
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		ssize_t w = send(r.fd, batch, 1024 * 48, MSG_NOSIGNAL);
+
+		if (w < 0 && errno != EAGAIN)
+			break;
+		if (w > 0 && w % 48) {          /* finish a partial PDU */
+			fcntl(r.fd, F_SETFL, flags);
+			write_all(r.fd, batch + w, 48 - (size_t)(w % 48));
+			fcntl(r.fd, F_SETFL, flags | O_NONBLOCK);
+			w += 48 - w % 48;
+		}
+		if (w > 0)
+			sent += (int)(w / 48);
+	}
+	printf("flood: %d NOP-Outs sent\n", sent);
+	printf("ready\n");
+	fflush(stdout);
+	usleep(1500 * 1000);            /* the script looks at sluiced now */
+	raw_reset(&r);
+	free(batch);
+	return 0;
+}
+
 static int cmd_login(int argc, char **argv)
 {
 	struct raw r;
@@ -1792,7 +1842,7 @@ static const struct {
 	{ "relogin", cmd_relogin },
 	{ "r2treset", cmd_r2treset }, { "stuck", cmd_stuck }, { "cmdsn", cmd_cmdsn },
 	{ "malformed", cmd_malformed }, { "badlogin", cmd_badlogin },
-	{ "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "shutdown", cmd_shutdown },
+	{ "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "flood", cmd_flood }, { "shutdown", cmd_shutdown },
 };
 
 int main(int argc, char **argv)
