@@ -1175,14 +1175,16 @@ static int cmd_abort(int argc, char **argv)
 
 /* relogin: a session holds a WRITE with its R2T outstanding; the same
  * initiator logs in with a new ISID (a second session, both work), then
- * with the old ISID (RFC 7143 6.3.5: the old session is reinstated, its
- * connection closed, its task dropped). */
+ * with the old ISID while the old one also has 16 reads under way (RFC
+ * 7143 6.3.5: the old session is reinstated, its connection closed, its
+ * tasks dropped). */
 static int cmd_relogin(int argc, char **argv)
 {
 	uint8_t *buf = malloc(256 * BLK);
 	struct raw a, b, c;
 	struct pdu r2t, p;
 	uint32_t itt;
+	int rc;
 
 	(void)argc; (void)argv;
 	raw_open(&a, 10, false);
@@ -1201,10 +1203,16 @@ static int cmd_relogin(int argc, char **argv)
 	check(raw_units_whole(&b, 230000, 256, 22, 22), "relogin: its data is there");
 	itt = start_write(&a, 232000, 256, &r2t);
 	pdu_free(&r2t);
+	for (int i = 0; i < 16; i++) {  /* and reads in the store, unread */
+		uint8_t cdb[16];
+
+		cdb_rw(cdb, 0x88, 232000 + (uint64_t)i * 256, 256);
+		raw_cmd(&a, cdb, F_READ, 256 * BLK);
+	}
 	raw_open(&c, 10, false);
-	check(raw_recv(&a, &p, WAIT_MS) == -1,
-	      "relogin: same ISID again: the old connection is closed (reinstatement)");
-	pdu_free(&p);
+	while ((rc = raw_recv(&a, &p, WAIT_MS)) == 0)  /* what was sent before the close */
+		pdu_free(&p);
+	check(rc == -1, "relogin: same ISID again: the old connection is closed (reinstatement)");
 	check(raw_write_verify(&c, 233000, 64, 23), "relogin: the reinstated session does I/O");
 	check(raw_write_verify(&b, 231000, 64, 24), "relogin: the other session still does I/O");
 	raw_close(&a);
