@@ -1083,13 +1083,19 @@ out:
  * or LUN RESET): answered in time, nothing answered after it. */
 static void abort_many(struct raw *r, struct raw *other, uint8_t fn, const char *name)
 {
-	uint32_t itts[32], seen[64];
-	int nseen = 0, resp, extra;
-	uint8_t cdb[16];
+	uint32_t itts[32], seen[64], oitt[4];
+	int nseen = 0, resp, extra, good = 0;
+	uint8_t cdb[16], *nbuf = malloc(4 * 64 * BLK);
 	double ms = 0;
-	uint64_t base = AB_LBA + 8192;
+	uint64_t base = AB_LBA + 8192, obase = AB_LBA + 12288;
+	bool cross = fn != TMF_ABORT_SET;       /* reaches every nexus of the LU */
+	struct pdu or2t[4];
 
 	check(raw_write_verify(r, base, 16 * 128, 11), "%s: old data written", name);
+	check(raw_write_verify(other, obase, 4 * 64, 13), "%s: other session's old data written",
+	      name);
+	for (int i = 0; i < 4; i++)     /* the other nexus: 4 WRITEs wait for data */
+		oitt[i] = start_write(other, obase + (uint64_t)i * 64, 64, &or2t[i]);
 	for (int i = 0; i < 32; i++) {
 		cdb_rw(cdb, i & 1 ? 0x88 : 0x8a, base + (uint64_t)(i / 2) * 128, 128);
 		itts[i] = raw_cmd(r, cdb, i & 1 ? F_READ : F_WRITE, 128 * BLK);
@@ -1119,9 +1125,23 @@ static void abort_many(struct raw *r, struct raw *other, uint8_t fn, const char 
 	      "(%d unit attentions)", name, resp);
 	check(raw_units_whole(r, base, 16 * 128, 11, 11), "%s: aborted writes left the data whole",
 	      name);
+	/* the other nexus now sends its data: after a LUN or target reset its
+	 * tasks are gone and the data is dropped; ABORT TASK SET spared them */
+	pattern(nbuf, obase, 4 * 64, 14);
+	for (int i = 0; i < 4; i++) {
+		if (oitt[i])
+			raw_answer_r2t(other, &or2t[i], nbuf + (size_t)i * 64 * BLK);
+		pdu_free(&or2t[i]);
+	}
+	for (struct pdu p; raw_recv(other, &p, QUIET_MS) == 0; pdu_free(&p))
+		good += (p.h[0] & 0x3f) == OP_SCSI_RSP && p.h[3] == 0;
 	resp = raw_tur(other);
-	check(resp >= 0 && raw_write_verify(other, AB_LBA + 4096, 64, 4),
-	      "%s: another session works (%d unit attentions)", name, resp);
+	check(good == (cross ? 0 : 4) && raw_units_whole(other, obase, 4 * 64, 13, cross ? 13 : 14),
+	      "%s: the other session's 4 WRITEs waiting for data %s", name,
+	      cross ? "were aborted too: no status, data unchanged" : "went on: GOOD, data new");
+	check(resp == (cross ? 1 : 0) && raw_write_verify(other, AB_LBA + 4096, 64, 4),
+	      "%s: the other session works (%d unit attentions)", name, resp);
+	free(nbuf);
 	(void)itts;
 }
 
