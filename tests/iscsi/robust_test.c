@@ -1565,13 +1565,15 @@ static int cmd_badlogin(int argc, char **argv)
  * dropped connection; a bystander session keeps working throughout. */
 enum bad {
 	BAD_OPCODE, BAD_OVERSIZE, BAD_HDIGEST, BAD_DDIGEST, BAD_LOGIN_IN_FFP,
-	BAD_SNACK, BAD_DATA_UNKNOWN, BAD_IMM_OVER_EDTL, BAD_AHS_GARBAGE, BAD_COUNT
+	BAD_SNACK, BAD_DATA_UNKNOWN, BAD_IMM_OVER_EDTL, BAD_AHS_GARBAGE, BAD_DATASN,
+	BAD_R2T_OVERRUN, BAD_COUNT
 };
 
 static const char *const bad_name[BAD_COUNT] = {
 	"unknown opcode 0x1f", "data segment of 16 MiB - 1", "bad header digest",
 	"bad data digest", "login request in full feature phase", "SNACK at ERL 0",
 	"Data-Out for no task", "immediate data beyond EDTL", "AHS of garbage",
+	"Data-Out with a DataSN out of sequence", "Data-Out past its R2T's length",
 };
 
 /* 1: Reject seen (and connection usable), 2: answered normally (and
@@ -1618,7 +1620,7 @@ static int bad_outcome(struct raw *r, uint8_t want_reason)
 static void bad_one(enum bad b, struct raw *bystander)
 {
 	bool digests = b == BAD_HDIGEST || b == BAD_DDIGEST;
-	uint8_t h[48] = { 0 }, cdb[16], data[4096] = { 0 };
+	uint8_t h[48] = { 0 }, cdb[16], data[8192 + 512] = { 0 };
 	int out, want;          /* 1 Reject, 0 drop, 2 any of bad_outcome's */
 	struct raw r;
 
@@ -1699,6 +1701,18 @@ static void bad_one(enum bad b, struct raw *bystander)
 		}
 		want = 2;
 		break;
+	case BAD_DATASN:
+	case BAD_R2T_OVERRUN: {
+		struct pdu r2t;
+		uint32_t itt = start_write(&r, 260000, 16, &r2t);
+
+		if (itt)        /* ERL 0: a sequence error ends the connection */
+			raw_data_out(&r, itt, be32(r2t.h + 20), b == BAD_DATASN ? 5 : 0, 0, data,
+			             b == BAD_DATASN ? 4096 : 8192 + 512, true);
+		pdu_free(&r2t);
+		want = 0;
+		break;
+	}
 	default:
 		return;
 	}
