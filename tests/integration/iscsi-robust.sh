@@ -214,6 +214,11 @@ if [ -z "${SLUICE_ROBUST_SCENARIOS:-}" ] || [[ " $SLUICE_ROBUST_SCENARIOS " == *
 	fi
 fi
 
+# The second portal (IPv6 where the host has it) serves the same target.
+if run portal2 login "$HOST2:$PORT2" "$IQN"; then
+	ok "portal 2 ($HOST2): a raw session logs in and does I/O"
+fi
+
 # Discovery (SendTargets=All) of 1003 targets on two portals: far more
 # than one text PDU, sent with continuation; the allow-list hides a target
 # from an initiator it does not name.
