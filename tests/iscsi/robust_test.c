@@ -53,6 +53,7 @@
 
 #define BLK             512u
 #define WAIT_MS         5000            /* a TMF or command answer, at most */
+#define IO_WAIT_MS      30000           /* a WRITE's flush on a busy machine */
 #define QUIET_MS        500             /* "nothing more comes" */
 
 /* iSCSI opcodes and flags (RFC 7143 11) */
@@ -558,7 +559,7 @@ static int raw_io(struct raw *r, const uint8_t *cdb, uint8_t rw, uint32_t len,
 	for (;;) {
 		uint8_t op;
 
-		int rc = raw_recv(r, &p, WAIT_MS);
+		int rc = raw_recv(r, &p, IO_WAIT_MS);
 
 		if (rc < 0) {
 			printf("# itt 0x%x: %s\n", itt, rc == -1 ? "connection closed" :
@@ -924,7 +925,7 @@ static int unsol_write(struct raw *r, uint64_t lba, uint32_t nblk, const uint8_t
 		off += n;
 	}
 	for (;;) {
-		if (raw_recv(r, &p, WAIT_MS) < 0)
+		if (raw_recv(r, &p, IO_WAIT_MS) < 0)
 			return -1;
 		if (raw_ping_reply(r, &p))
 			continue;
@@ -1133,7 +1134,9 @@ static void abort_many(struct raw *r, struct raw *other, uint8_t fn, const char 
 			raw_answer_r2t(other, &or2t[i], nbuf + (size_t)i * 64 * BLK);
 		pdu_free(&or2t[i]);
 	}
-	for (struct pdu p; raw_recv(other, &p, QUIET_MS) == 0; pdu_free(&p))
+	/* spared writes may take a flush each: wait for them, not for quiet */
+	for (struct pdu p; (cross || good < 4) &&
+	     raw_recv(other, &p, cross ? QUIET_MS : IO_WAIT_MS) == 0; pdu_free(&p))
 		good += (p.h[0] & 0x3f) == OP_SCSI_RSP && p.h[3] == 0;
 	resp = raw_tur(other);
 	check(good == (cross ? 0 : 4) && raw_units_whole(other, obase, 4 * 64, 13, cross ? 13 : 14),
@@ -1216,7 +1219,7 @@ static int cmd_relogin(int argc, char **argv)
 	if (itt) {
 		raw_answer_r2t(&a, &r2t, buf);
 		pdu_free(&r2t);
-		check(raw_recv(&a, &p, WAIT_MS) == 0 && (p.h[0] & 0x3f) == OP_SCSI_RSP &&
+		check(raw_recv(&a, &p, IO_WAIT_MS) == 0 && (p.h[0] & 0x3f) == OP_SCSI_RSP &&
 		      p.h[3] == 0, "relogin: the first session's WRITE completes after that");
 		pdu_free(&p);
 	}
