@@ -1536,6 +1536,25 @@ static int cmd_badlogin(int argc, char **argv)
 	raw_open(&by, 59, false);
 	for (size_t i = 0; i < sizeof(badlogins) / sizeof(badlogins[0]); i++)
 		badlogin_one(&badlogins[i], &by, (int)i);
+	/* a good login whose text spans two PDUs (C bit, RFC 7143 6.3) */
+	{
+		static const char k1[] = IN "TargetName=iqn.2024-01.org.sluice.test:ro";
+		static const char k2[] = "bust\0SessionType=Normal\0";
+		int st1 = -1, st2 = -1;
+
+		r.fd = tcp_connect();
+		if (login_pdu(&r, 0x40 | 1 << 2 | 3, 0, 0x43, k1, sizeof(k1) - 1, &p) == 0) {
+			st1 = p.h[36] << 8 | p.h[37] | (p.dlen ? 0x10000 : 0);
+			pdu_free(&p);
+		}
+		if (login_pdu(&r, 0x80 | 1 << 2 | 3, 0, 0x43, k2, sizeof(k2), &p) == 0) {
+			st2 = p.h[36] << 8 | p.h[37] | ((p.h[1] & 0x83) == 0x83 ? 0 : 0x20000);
+			pdu_free(&p);
+		}
+		check(st1 == 0 && st2 == 0, "badlogin: (a good one) text split over two PDUs "
+		      "with C: an empty answer, then the login (0x%x, 0x%x)", st1, st2);
+		raw_close(&r);
+	}
 	/* text gathered over C bits beyond 64 KiB: an error, not unbounded memory */
 	r.fd = tcp_connect();
 	memset(big, 'k', 8192);
