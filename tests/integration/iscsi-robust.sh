@@ -168,6 +168,7 @@ SLACK=2560 scenario many 2 many "$PORTAL" "$IQN" 64 8 "$SEED"
 scenario chap-good 10 chap "$PORTAL" "$CHAP_IQN" alice alice-secret-12 ok
 scenario chap-bad 10 chap "$PORTAL" "$CHAP_IQN" alice wrong-secret-12 fail
 scenario chap-nouser 8 chap "$PORTAL" "$CHAP_IQN" mallory alice-secret-12 fail
+scenario chap-skipped 8 chapskip "$PORTAL" "$CHAP_IQN"
 scenario mutual-good 10 chap "$PORTAL" "$MUTUAL_IQN" bob bob-secret-1234 tgt target-secret-99 ok
 scenario mutual-bad-target 10 chap "$PORTAL" "$MUTUAL_IQN" bob bob-secret-1234 tgt not-the-secret9 fail
 scenario mutual-bad-initiator 8 chap "$PORTAL" "$MUTUAL_IQN" bob bad-secret-1234 tgt target-secret-99 fail

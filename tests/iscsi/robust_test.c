@@ -6,6 +6,7 @@
  *   iscsi-robust-test many     HOST:PORT IQN SESSIONS NAMES SEED
  *   iscsi-robust-test chap     HOST:PORT IQN USER SECRET [TUSER TSECRET] ok|fail
  *   iscsi-robust-test refused  HOST:PORT IQN INITIATOR
+ *   iscsi-robust-test chapskip HOST:PORT CHAP-IQN
  *   iscsi-robust-test digest   HOST:PORT IQN
  *   iscsi-robust-test big      HOST:PORT IQN
  *   iscsi-robust-test unsol    HOST:PORT IQN
@@ -1583,6 +1584,34 @@ static int cmd_badlogin(int argc, char **argv)
 	return 0;
 }
 
+/* chapskip: a target with CHAP refuses a login that skips authentication:
+ * straight to the operational stage, or offering AuthMethod=None only. */
+static int cmd_chapskip(int argc, char **argv)
+{
+	struct raw r = { .isid = { 0x80, 0, 0, 0x5d } };
+	char keys[512];
+	struct pdu p;
+	int st, n;
+
+	(void)argc; (void)argv;
+	st = raw_login(&r, me, iqn, 66, false);
+	check(st == 0x0201, "chapskip: straight to the operational stage: status 0x0201, got "
+	      "0x%04x", (unsigned)st);
+	raw_close(&r);
+	n = snprintf(keys, sizeof(keys), "InitiatorName=%s%cTargetName=%s%c"
+	             "SessionType=Normal%cAuthMethod=None%c", me, 0, iqn, 0, 0, 0);
+	r.fd = tcp_connect();
+	st = -1;
+	if (login_pdu(&r, 0x80 | 1, 0, 0x43, keys, (uint32_t)n, &p) == 0) {
+		st = p.h[36] << 8 | p.h[37];
+		pdu_free(&p);
+	}
+	check(st == 0x0201, "chapskip: AuthMethod=None only: status 0x0201, got 0x%04x",
+	      (unsigned)st);
+	raw_close(&r);
+	return 0;
+}
+
 /* malformed: each bad PDU on a session of its own ends in a Reject or a
  * dropped connection; a bystander session keeps working throughout. */
 enum bad {
@@ -1906,7 +1935,7 @@ static const struct {
 	{ "relogin", cmd_relogin },
 	{ "r2treset", cmd_r2treset }, { "stuck", cmd_stuck }, { "cmdsn", cmd_cmdsn },
 	{ "malformed", cmd_malformed }, { "badlogin", cmd_badlogin },
-	{ "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "flood", cmd_flood }, { "shutdown", cmd_shutdown },
+	{ "chapskip", cmd_chapskip }, { "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "flood", cmd_flood }, { "shutdown", cmd_shutdown },
 };
 
 int main(int argc, char **argv)
