@@ -18,6 +18,7 @@
  *   iscsi-robust-test malformed HOST:PORT IQN
  *   iscsi-robust-test badlogin HOST:PORT IQN
  *   iscsi-robust-test fdlimit  HOST:PORT IQN CONNECTIONS HOLD_MS
+ *   iscsi-robust-test flood    HOST:PORT IQN COUNT
  *   iscsi-robust-test login    HOST:PORT IQN
  *   iscsi-robust-test shutdown HOST:PORT IQN
  *
