@@ -175,8 +175,10 @@ static int daemon_mgmt_start(struct sluiced *d)
 	}
 	log_info("HTTP API on %s://%s/api/v1", d->cfg.tls_cert[0] ? "https" : "http",
 	         addr);
-	if (d->iscsi)
+	if (d->iscsi) {
 		iscsi_srv_set_io_hook(d->iscsi, daemon_iscsi_io, d);
+		mgmt_set_iscsi(d->mgmt, d->iscsi);
+	}
 	return 0;
 }
 
@@ -299,6 +301,8 @@ static void daemon_iscsi_stopped_cb(void *arg, int err)
 
 	(void)err;
 	d->iscsi = NULL;
+	if (d->mgmt)
+		mgmt_set_iscsi(d->mgmt, NULL);
 	daemon_http_drain(d);
 }
 

@@ -235,6 +235,9 @@ struct iscsi_sess {
 	struct iscsi_pdu_list   held;           /* ahead of ExpCmdSN, by CmdSN */
 	struct iscsi_pdu       *logout;         /* waiting for tasks to finish */
 	uint32_t                next_ttt;
+	/* what GET /sessions shows (iscsi_srv_sessions) */
+	int64_t                 login_time;     /* Unix seconds */
+	uint64_t                commands, read_bytes, write_bytes;
 };
 
 struct iscsi_portal {

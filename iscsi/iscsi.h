@@ -56,6 +56,40 @@ typedef void iscsi_io_fn(void *arg, const char *volume, bool write, uint64_t byt
                          uint64_t latency_ns);
 void iscsi_srv_set_io_hook(struct iscsi_srv *s, iscsi_io_fn *fn, void *arg);
 
+/* A read-only view of one logged-in session (GET /sessions). Pointers are
+ * borrowed for the callback only. MaxConnections is 1, so a session has
+ * exactly one connection. */
+struct iscsi_session_lun {
+	uint64_t    lun;
+	const char *volume;
+};
+
+struct iscsi_session_info {
+	const char *target;             /* iqn; NULL: a discovery session */
+	const char *initiator;
+	uint8_t     isid[6];
+	uint16_t    tsih;
+	uint16_t    tpgt;               /* portal group */
+	const char *portal;             /* our address:port ("[v6]:port") */
+	const char *peer;               /* the initiator's address:port */
+	const struct iscsi_session_lun *luns;
+	size_t      nluns;
+	/* negotiated (RFC 7143 13) */
+	bool        header_digest, data_digest;     /* CRC32C or None */
+	bool        immediate_data, initial_r2t;
+	uint32_t    max_recv_dsl;       /* ours: what we accept per PDU */
+	uint32_t    max_send_dsl;       /* the initiator's */
+	uint32_t    max_burst, first_burst;
+	int64_t     login_time;         /* Unix seconds */
+	uint32_t    in_flight;          /* commands the target holds now */
+	uint64_t    commands;           /* SCSI commands answered */
+	uint64_t    read_bytes, write_bytes;        /* data moved, good status */
+};
+typedef void iscsi_session_fn(void *arg, const struct iscsi_session_info *si);
+/* Calls fn once per session in the full feature phase, in login order;
+ * returns how many, or -ENOMEM (fn may have run for some). */
+int  iscsi_srv_sessions(struct iscsi_srv *s, iscsi_session_fn *fn, void *arg);
+
 /* The port portal i listens on (useful with port 0). */
 uint16_t iscsi_srv_port(const struct iscsi_srv *s, size_t i);
 /* Stops listening, asks every logged-in initiator to log out (Async

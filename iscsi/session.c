@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <arpa/inet.h>
 
 #include "iscsi/internal.h"
 #include "iscsi/pr.h"
@@ -178,6 +180,7 @@ int iscsi_sess_create(struct iscsi_conn *c, const char *initiator, const uint8_t
 	s->exp_cmdsn = cmdsn;
 	s->max_cmdsn = cmdsn + ISCSI_QUEUE_DEPTH - 1;
 	s->next_ttt = 1;
+	s->login_time = (int64_t)time(NULL);
 	TAILQ_INIT(&s->tasks);
 	TAILQ_INIT(&s->held);
 	s->port.tpgt = c->tpgt;
@@ -216,6 +219,82 @@ void iscsi_sess_destroy(struct iscsi_sess *s)
 	free(s->itls);
 	iscsi_target_free(s->target);
 	free(s);
+}
+
+/* "addr:port" of a socket address, "[v6]:port" for IPv6. */
+static void iscsi_addr_format(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	} else if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	}
+	snprintf(buf, len, ss->ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
+}
+
+static void iscsi_sess_info(const struct iscsi_sess *s, struct iscsi_session_info *si)
+{
+	const struct iscsi_params *pa = &s->conn->params;
+	const struct iscsi_task *t;
+
+	si->target = s->target ? s->target->iqn : NULL;
+	si->initiator = s->initiator;
+	memcpy(si->isid, s->isid, 6);
+	si->tsih = s->tsih;
+	si->tpgt = s->port.tpgt;
+	si->peer = s->conn->peer;
+	si->header_digest = pa->header_digest;
+	si->data_digest = pa->data_digest;
+	si->immediate_data = pa->immediate_data;
+	si->initial_r2t = pa->initial_r2t;
+	si->max_recv_dsl = pa->max_recv_dsl;
+	si->max_send_dsl = pa->max_send_dsl;
+	si->max_burst = pa->max_burst;
+	si->first_burst = pa->first_burst;
+	si->login_time = s->login_time;
+	si->in_flight = 0;
+	TAILQ_FOREACH(t, &s->tasks, link)
+		si->in_flight++;
+	si->commands = s->commands;
+	si->read_bytes = s->read_bytes;
+	si->write_bytes = s->write_bytes;
+}
+
+int iscsi_srv_sessions(struct iscsi_srv *srv, iscsi_session_fn *fn, void *arg)
+{
+	const struct iscsi_sess *s;
+	int n = 0;
+
+	TAILQ_FOREACH(s, &srv->sessions, link) {
+		struct iscsi_session_info si = { 0 };
+		struct iscsi_session_lun *luns = NULL;
+		char portal[INET6_ADDRSTRLEN + 16];
+
+		if (s->conn->state != ISCSI_CONN_FULL)
+			continue;               /* logging out */
+		if (s->port.nitls && !(luns = calloc(s->port.nitls, sizeof(*luns))))
+			return -ENOMEM;
+		for (size_t i = 0; i < s->port.nitls; i++)
+			luns[i] = (struct iscsi_session_lun){ s->itls[i].lun, s->itls[i].lu->name };
+		iscsi_sess_info(s, &si);
+		iscsi_addr_format(&s->conn->local, portal, sizeof(portal));
+		si.portal = portal;
+		si.luns = luns;
+		si.nluns = s->port.nitls;
+		fn(arg, &si);
+		free(luns);
+		n++;
+	}
+	return n;
 }
 
 /* Tasks */
@@ -461,6 +540,10 @@ static void iscsi_task_respond(struct iscsi_task *t)
 		len = t->scsi.data_in < t->scsi.edtl ? t->scsi.data_in : t->scsi.edtl;
 		len = len < t->scsi.buf.len ? len : t->scsi.buf.len;
 	}
+	t->conn->sess->commands++;
+	t->conn->sess->read_bytes += len;
+	if ((t->flags & ISCSI_CMD_WRITE) && good)
+		t->conn->sess->write_bytes += t->scsi.data_out;
 	if (!iscsi_task_send_data(t, len, good && t->scsi.sense_len == 0))
 		iscsi_task_send_status(t);
 	iscsi_task_release(t);          /* after the response: logout comes last */

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "iscsi/iscsi.h"
 #include "mgmt/internal.h"
 
 static int api_health(struct mgmt_req *rq)
@@ -239,10 +241,73 @@ static int api_metrics_get(struct mgmt_req *rq)
 	return mgmt_reply_text(rq, 200, "text/plain; version=0.0.4; charset=utf-8", b, len);
 }
 
+void mgmt_set_iscsi(struct mgmt_srv *m, struct iscsi_srv *s)
+{
+	m->iscsi = s;
+}
+
+static json_t *session_params_json(const struct iscsi_session_info *si)
+{
+	/* MaxRecvDataSegmentLength is declared by each side for what it
+	 * receives (RFC 7143 13.12): both are shown */
+	return json_pack("{s:s, s:s, s:{s:I, s:I}, s:I, s:I, s:s, s:s}",
+		"HeaderDigest", si->header_digest ? "CRC32C" : "None",
+		"DataDigest", si->data_digest ? "CRC32C" : "None",
+		"MaxRecvDataSegmentLength",
+		"target", (json_int_t)si->max_recv_dsl,
+		"initiator", (json_int_t)si->max_send_dsl,
+		"MaxBurstLength", (json_int_t)si->max_burst,
+		"FirstBurstLength", (json_int_t)si->first_burst,
+		"ImmediateData", si->immediate_data ? "Yes" : "No",
+		"InitialR2T", si->initial_r2t ? "Yes" : "No");
+}
+
+/* iscsi_session_fn: one session into the array arg (NULL on failure). */
+static void session_json(void *arg, const struct iscsi_session_info *si)
+{
+	json_t *list = arg, *luns = json_array(), *o;
+	char isid[13], when[32];
+	time_t t = (time_t)si->login_time;
+	struct tm tm;
+
+	for (size_t i = 0; luns && i < si->nluns; i++)
+		json_array_append_new(luns, json_pack("{s:I, s:s}", "lun",
+			(json_int_t)si->luns[i].lun, "volume", si->luns[i].volume));
+	for (int i = 0; i < 6; i++)
+		snprintf(isid + 2 * i, 3, "%02x", si->isid[i]);
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	o = json_pack("{s:s, s:s?, s:s, s:s, s:i, s:i, s:[{s:s, s:s}], s:o, s:o, s:s, s:I, "
+	              "s:i, s:{s:I, s:I, s:I}}",
+		"type", si->target ? "normal" : "discovery",
+		"target", si->target, "initiator", si->initiator, "isid", isid,
+		"tsih", (int)si->tsih, "portal_group", (int)si->tpgt,
+		"connections", "portal", si->portal, "initiator_address", si->peer,
+		"luns", luns ? luns : json_array(),
+		"parameters", session_params_json(si),
+		"login_time", when, "login_unix", (json_int_t)si->login_time,
+		"commands_in_flight", (int)si->in_flight,
+		"io", "commands", (json_int_t)si->commands,
+		"read_bytes", (json_int_t)si->read_bytes,
+		"write_bytes", (json_int_t)si->write_bytes);
+	if (!o || json_array_append_new(list, o) < 0)
+		json_array_clear(list);         /* the caller sees the loss */
+}
+
 static int api_sessions_get(struct mgmt_req *rq)
 {
-	return mgmt_fail(rq, -ENOSYS, "sessions come with the iSCSI target, which is "
-	                 "not built yet");
+	json_t *list = json_array();
+	int n = 0;
+
+	if (!list)
+		return mgmt_fail(rq, -ENOMEM, "out of memory for sessions");
+	if (rq->srv->iscsi)
+		n = iscsi_srv_sessions(rq->srv->iscsi, session_json, list);
+	if (n < 0 || json_array_size(list) != (size_t)n) {
+		json_decref(list);
+		return mgmt_fail(rq, -ENOMEM, "out of memory for sessions");
+	}
+	return mgmt_reply_json(rq, 200, json_pack("{s:o}", "sessions", list));
 }
 
 const struct mgmt_route mgmt_routes_sys[] = {

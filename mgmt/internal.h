@@ -185,6 +185,7 @@ struct mgmt_srv {
 	void                    *stop_arg;
 	struct mgmt_stats       *stats;
 	uint64_t                 http_requests, http_errors;
+	struct iscsi_srv        *iscsi;         /* GET /sessions; NULL: none */
 };
 
 void mgmt_log(struct mgmt_srv *m, enum store_log_level level, const char *fmt, ...)

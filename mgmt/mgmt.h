@@ -67,6 +67,11 @@ void mgmt_stop(struct mgmt_srv *m, store_done_fn *done, void *arg);
  * same counters through this hook, e.g. the iSCSI target once per SCSI
  * READ or WRITE, with arg = the struct mgmt_srv. volume is borrowed for the
  * call. Cheap: a hash lookup and a few additions. */
+/* The iSCSI target whose sessions GET /sessions lists (iscsi/iscsi.h's
+ * read-only iterator); NULL before it starts and once it has stopped. */
+struct iscsi_srv;
+void mgmt_set_iscsi(struct mgmt_srv *m, struct iscsi_srv *s);
+
 enum mgmt_io_dir { MGMT_IO_READ, MGMT_IO_WRITE };
 typedef void mgmt_io_fn(void *arg, const char *volume, enum mgmt_io_dir dir,
                         uint64_t bytes, uint64_t latency_ns);

@@ -377,25 +377,36 @@ static void vol_row(const json_t *v)
 	       ctl_u64(v, "snapshots"), ctl_str(v, "write_cache"), vol_origin(v), xfer);
 }
 
-static int cmd_vol_list(struct ctl *c, char **argv)
+/* GET path: its JSON with --json, else a table of the array under key,
+ * head first, one row() per element. */
+static int ctl_list(struct ctl *c, const char *path, const char *key, const char *head,
+                    void (*row)(const json_t *))
 {
 	json_t *r, *v;
 	size_t i;
-	int rc = ctl_call(c, "GET", "/volumes", NULL, &r);
+	int rc = ctl_call(c, "GET", path, NULL, &r);
 
-	(void)argv;
 	if (rc)
 		return rc;
 	if (c->json) {
 		ctl_json_print(r);
 	} else {
-		printf("%-32s %12s %12s %5s %-14s %-24s %s\n", "NAME", "SIZE", "USED",
-		       "SNAPS", "WRITE-CACHE", "ORIGIN", "TRANSFER");
-		json_array_foreach(json_object_get(r, "volumes"), i, v)
-			vol_row(v);
+		fputs(head, stdout);
+		json_array_foreach(json_object_get(r, key), i, v)
+			row(v);
 	}
 	json_decref(r);
 	return CTL_OK;
+}
+
+static int cmd_vol_list(struct ctl *c, char **argv)
+{
+	char head[160];
+
+	(void)argv;
+	snprintf(head, sizeof(head), "%-32s %12s %12s %5s %-14s %-24s %s\n", "NAME", "SIZE",
+	         "USED", "SNAPS", "WRITE-CACHE", "ORIGIN", "TRANSFER");
+	return ctl_list(c, "/volumes", "volumes", head, vol_row);
 }
 
 /* "used: 3.0 MiB (unique 1.0 MiB, shared 2.0 MiB)" */
@@ -1121,6 +1132,35 @@ static int cmd_health(struct ctl *c, char **argv)
 	return rc;
 }
 
+/* ---- sessions --------------------------------------------------------------- */
+
+/* One row a session: who, where from, what it sees, how busy. */
+static void session_row(const json_t *s)
+{
+	const json_t *conn = json_array_get(json_object_get(s, "connections"), 0);
+	const json_t *io = json_object_get(s, "io");
+	const json_t *tgt = json_object_get(s, "target");
+	char luns[128], rb[32], wb[32];
+
+	target_luns_format(s, luns, sizeof(luns));
+	printf("%-40s %-40s %-22s %5" PRIu64 " %-12s %4" PRIu64 " %10s %10s\n",
+	       json_is_string(tgt) ? json_string_value(tgt) : "(discovery)",
+	       ctl_str(s, "initiator"), ctl_str(conn, "initiator_address"),
+	       ctl_u64(s, "tsih"), luns, ctl_u64(s, "commands_in_flight"),
+	       ctl_size(ctl_u64(io, "read_bytes"), rb, sizeof(rb)),
+	       ctl_size(ctl_u64(io, "write_bytes"), wb, sizeof(wb)));
+}
+
+static int cmd_sessions(struct ctl *c, char **argv)
+{
+	char head[160];
+
+	(void)argv;
+	snprintf(head, sizeof(head), "%-40s %-40s %-22s %5s %-12s %4s %10s %10s\n", "TARGET",
+	         "INITIATOR", "FROM", "TSIH", "LUNS", "QD", "READ", "WRITTEN");
+	return ctl_list(c, "/sessions", "sessions", head, session_row);
+}
+
 /* ---- the command table ------------------------------------------------------ */
 
 typedef int ctl_cmd_fn(struct ctl *c, char **argv);
@@ -1134,6 +1174,7 @@ static const struct ctl_cmd {
 	{ "health",   NULL,        0, 0, cmd_health,        "health" },
 	{ "pool",     NULL,        0, 0, cmd_pool,          "pool" },
 	{ "stats",    NULL,        0, 1, cmd_stats,         "stats [VOLUME]" },
+	{ "sessions", NULL,        0, 0, cmd_sessions,      "sessions" },
 	{ "volume",   "list",      0, 0, cmd_vol_list,      "volume list" },
 	{ "volume",   "show",      1, 0, cmd_vol_show,      "volume show NAME" },
 	{ "volume",   "create",    2, 0, cmd_vol_create,    "volume create NAME SIZE [--write-back]" },

@@ -49,3 +49,12 @@ check_PROGRAMS += tests/iscsi/test_range
 tests_iscsi_test_range_SOURCES = tests/iscsi/test_range.c
 tests_iscsi_test_range_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_iscsi_test_range_LDADD = $(SL_ISCSI_LIBS) $(CMOCKA_LIBS)
+# iscsi-ops.sh: GET /sessions and sluicectl sessions, the thin pool's soft
+# threshold and out-of-space answers, discovery CHAP
+# (tests/iscsi/ops_test.c is its initiator)
+noinst_PROGRAMS += tests/iscsi/iscsi-ops-test
+tests_iscsi_iscsi_ops_test_SOURCES = tests/iscsi/ops_test.c
+tests_iscsi_iscsi_ops_test_CPPFLAGS = $(LIBISCSI_CFLAGS) -I-
+tests_iscsi_iscsi_ops_test_LDADD = $(LIBISCSI_LIBS)
+TESTS += tests/integration/iscsi-ops.sh
+EXTRA_DIST += tests/integration/iscsi-ops.sh

@@ -1,0 +1,124 @@
+#!/bin/bash
+# tests/integration/iscsi-ops.sh: what an operator sees of the iSCSI target
+# (tests/iscsi/iscsi-ops-test is the initiator side):
+#   sessions   GET /sessions and `sluicectl sessions` list a logged-in
+#              initiator (name, target, ISID, portal, LUNs, parameters,
+#              I/O) and forget it after its logout
+#
+# Needs sluiced, sluicectl, curl and jq. Readiness is polled, never slept
+# for; sluiced is always killed at the end (iscsi-lib.sh).
+set -u
+. "$(dirname "$0")/iscsi-lib.sh"
+
+OPS=${OPS:-$top_builddir/tests/iscsi/iscsi-ops-test}
+SLUICECTL=${SLUICECTL:-$top_builddir/sluicectl}
+[ -x "$OPS" ] || { echo "$OPS is not built"; exit 99; }
+need_prog curl
+need_prog jq
+lib_init
+
+IQN=$IQN_PREFIX:ops
+VOL=ops
+HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || exit 99
+API=http://127.0.0.1:$HTTP_PORT/api/v1
+
+# start DATA_DIR: sluiced on it; TOKEN set. Exits on failure.
+start() {
+	if ! daemon_start "$1" "$work/sluiced.log"; then
+		not_ok "sluiced did not start"
+		show "$work/sluiced.log"
+		summary
+		exit 1
+	fi
+	TOKEN=$(cat "$1/api-token")
+}
+
+get() {         # get PATH: body on stdout, 1 unless 200
+	local code
+	code=$(curl -s -o "$work/get.out" -w '%{http_code}' \
+		-H "Authorization: Bearer $TOKEN" "$API$1")
+	cat "$work/get.out"
+	[ "$code" = 200 ]
+}
+
+# wait_line FILE PATTERN PID: until FILE has a line matching PATTERN.
+wait_line() {
+	local i
+	for ((i = 0; i < TENTHS; i++)); do
+		grep -q "$2" "$1" && return 0
+		kill -0 "$3" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---- sessions ----------------------------------------------------------
+
+sessions_test() {
+	local hpid s n i
+	get /sessions >"$work/s0.json" && [ "$(jq '.sessions | length' "$work/s0.json")" = 0 ] &&
+		ok "sessions: none before any login" ||
+		not_ok "sessions: none before any login: $(cat "$work/s0.json")"
+
+	mkfifo "$work/hold.in"
+	"$OPS" hold "$(url "$IQN")" "$INIT1" <"$work/hold.in" >"$work/hold.out" 2>&1 &
+	hpid=$!
+	exec 3>"$work/hold.in"
+	if ! wait_line "$work/hold.out" '^ready' "$hpid"; then
+		not_ok "sessions: the initiator logged in"
+		show "$work/hold.out"
+		exec 3>&-
+		wait "$hpid"
+		return
+	fi
+	get /sessions >"$work/s1.json"
+	s=$(jq -c --arg i "$INIT1" '[.sessions[] | select(.initiator == $i)]' "$work/s1.json")
+	n=$(jq length <<<"$s")
+	[ "$n" = 1 ] && ok "sessions: the logged-in initiator is listed once" ||
+		not_ok "sessions: $INIT1 listed $n times: $(cat "$work/s1.json")"
+	jq -e --arg t "$IQN" --arg v "$VOL" --arg p "127.0.0.1:$PORT1" '.[0] |
+		.type == "normal" and .target == $t and (.isid | test("^[0-9a-f]{12}$")) and
+		.tsih > 0 and .portal_group == 1 and
+		.connections[0].portal == $p and
+		(.connections[0].initiator_address | startswith("127.0.0.1:")) and
+		.luns == [{"lun": 0, "volume": $v}] and
+		.parameters.HeaderDigest == "None" and
+		(.parameters.MaxRecvDataSegmentLength.target > 0) and
+		(.parameters.MaxBurstLength > 0) and (.parameters.FirstBurstLength > 0) and
+		(.parameters.ImmediateData | IN("Yes", "No")) and
+		(.parameters.InitialR2T | IN("Yes", "No")) and
+		(.login_time | test("^20[0-9-]{8}T[0-9:]{8}Z$")) and
+		.commands_in_flight == 0 and
+		.io.write_bytes >= 4096 and .io.read_bytes >= 4096 and .io.commands >= 2' \
+		<<<"$s" >/dev/null &&
+		ok "sessions: target, ISID, portal, LUNs, parameters, login time and I/O" ||
+		not_ok "sessions: fields of $s"
+	if "$SLUICECTL" --url "http://127.0.0.1:$HTTP_PORT" --token "$TOKEN" sessions \
+		>"$work/ctl.out" 2>&1 && grep -q "$IQN .*$INIT1 .*0=$VOL" "$work/ctl.out"; then
+		ok "sessions: sluicectl sessions shows it"
+	else
+		not_ok "sessions: sluicectl sessions"
+		show "$work/ctl.out"
+	fi
+	exec 3>&-                               # EOF: the initiator logs out
+	wait "$hpid"
+	[ $? = 0 ] && ok "sessions: the initiator's I/O and logout" ||
+		{ not_ok "sessions: the initiator's I/O and logout"; show "$work/hold.out"; }
+	for ((i = 0; i < TENTHS; i++)); do
+		get /sessions >"$work/s2.json" || break
+		[ "$(jq --arg i "$INIT1" '[.sessions[] | select(.initiator == $i)] | length' \
+			"$work/s2.json")" = 0 ] && break
+		sleep 0.1
+	done
+	[ "$(jq --arg i "$INIT1" '[.sessions[] | select(.initiator == $i)] | length' \
+		"$work/s2.json")" = 0 ] && ok "sessions: gone after logout" ||
+		not_ok "sessions: still listed after logout: $(cat "$work/s2.json")"
+}
+
+pool_setup "$work/data" vol "$VOL" $((64 << 20)) \
+	target "$(target_json "$IQN" "$VOL" '["*"]' null)" || exit 99
+start "$work/data"
+sessions_test
+daemon_stop "sessions" "$work/sluiced.log"
+
+summary
