@@ -320,6 +320,18 @@ static int cfg_json_checkpoint_interval(struct cfg *c, json_t *v, struct cfg_jso
 	return 0;
 }
 
+static int cfg_json_thin_threshold(struct cfg *c, json_t *v, struct cfg_json_err *e)
+{
+	uint64_t n;
+
+	if (cfg_json_range(v, 1, 99, &n, &e->why) < 0) {
+		e->why = "must be 1 to 99 (percent of the pool)";
+		return -EINVAL;
+	}
+	c->thin_threshold = (uint32_t)n;
+	return 0;
+}
+
 static const struct cfg_key {
 	const char  *name;
 	json_type    type;
@@ -333,6 +345,7 @@ static const struct cfg_key {
 	{ "pool_size",           JSON_INTEGER, cfg_json_pool_size },
 	{ "segment_size",        JSON_INTEGER, cfg_json_segment_size },
 	{ "checkpoint_interval", JSON_INTEGER, cfg_json_checkpoint_interval },
+	{ "thin_threshold_percent", JSON_INTEGER, cfg_json_thin_threshold },
 	{ "api_token",           JSON_STRING,  cfg_json_api_token },
 	{ "tls_cert",            JSON_STRING,  cfg_json_tls_cert },
 	{ "tls_key",             JSON_STRING,  cfg_json_tls_key },

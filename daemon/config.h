@@ -63,6 +63,7 @@ struct cfg {
 	uint64_t          pool_size;               /* bytes, at creation */
 	uint32_t          segment_size;            /* bytes, at creation; 0: the store's */
 	uint32_t          checkpoint_interval;     /* seconds */
+	uint32_t          thin_threshold;          /* % of the pool left; 0: iSCSI's default */
 	char              api_token[CFG_TOKEN_MAX + 1]; /* "": generate (mgmt/) */
 	char              tls_cert[PATH_MAX];      /* PEM; with tls_key: HTTPS. "": none */
 	char              tls_key[PATH_MAX];

@@ -190,6 +190,7 @@ static int daemon_iscsi_start(struct sluiced *d)
 	struct iscsi_srv_opts o = {
 		.portals  = addrs,
 		.nportals = d->cfg.iscsi_listen_n,
+		.thin_threshold = d->cfg.thin_threshold,
 		.log      = log_store_cb,
 		.log_arg  = (void *)"iscsi",
 	};

@@ -260,6 +260,7 @@ struct iscsi_srv {
 	struct iscsi_portal     portals[ISCSI_PORTALS_MAX];
 	size_t                  nportals;
 	double                  nop_interval, nop_timeout, logout_grace;
+	unsigned                thin_pct;       /* soft threshold, each LU's */
 	TAILQ_HEAD(, iscsi_conn) conns;
 	TAILQ_HEAD(, iscsi_sess) sessions;
 	struct scsi_lu_list     lus;

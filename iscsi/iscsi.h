@@ -28,6 +28,7 @@ struct iscsi_srv;               /* opaque: listeners, connections, sessions */
 
 #define ISCSI_PORTALS_MAX       16
 #define ISCSI_META_PREFIX       "target/"       /* metadata key of a target */
+#define ISCSI_THIN_THRESHOLD_DEFAULT 10u        /* % of the pool left */
 
 struct iscsi_portal_addr {
 	const char *host;       /* "0.0.0.0", "::", "127.0.0.1", "fe80::1"; no brackets */
@@ -41,6 +42,10 @@ struct iscsi_srv_opts {
 	unsigned      nop_interval_secs;  /* idle time before a NOP-In ping; 0: 10 */
 	unsigned      nop_timeout_secs;   /* no answer for this long drops it; 0: 30 */
 	unsigned      logout_grace_secs;  /* stop: wait for logouts this long; 0: 2 */
+	/* thin provisioning soft threshold (SBC-3 4.7.3.7): when less than
+	 * this % of the pool is left, each nexus gets a unit attention once
+	 * (38/07), again after space came back; 0: the default */
+	unsigned      thin_threshold;
 	store_log_fn *log;                /* may be NULL */
 	void         *log_arg;
 };

@@ -120,12 +120,41 @@ static void sbc_read_done(void *arg, int err)
 	scsi_task_async_done(t);
 }
 
+/* The pool's free space is looked at every 100 ms of writing, and after
+ * each 1/256 of the pool written, so that the UA precedes running out of
+ * space even on a small pool, while store_pool_get_stats() (a walk of the
+ * segment table) stays off the per-write path of a large one. */
+#define SBC_THIN_CHECK_NS       100000000ull
+
+void sbc_thin_check(struct scsi_lu *lu, uint64_t bytes, bool force)
+{
+	struct store_pool_stats st;
+	uint64_t now = now_ns(), left;
+	bool low;
+
+	lu->thin_bytes += bytes;
+	if (!lu->thin_pct || (!force && now < lu->thin_next_ns &&
+	                      lu->thin_bytes < lu->thin_step))
+		return;
+	store_pool_get_stats(lu->pool, &st);
+	lu->thin_bytes = 0;
+	lu->thin_next_ns = now + SBC_THIN_CHECK_NS;
+	lu->thin_step = st.capacity_bytes / 256;
+	left = st.capacity_bytes > st.used_bytes ? st.capacity_bytes - st.used_bytes : 0;
+	low = left * 100 < st.capacity_bytes * lu->thin_pct;
+	if (low && !lu->thin_low)
+		scsi_lu_ua_set(lu, SCSI_UA_THIN_THRESHOLD, NULL);
+	lu->thin_low = low;
+}
+
 static void sbc_write_done(void *arg, int err)
 {
 	struct scsi_task *t = arg;
 
 	if (err == 0)
 		sbc_io_record(t, true, t->pos);
+	sbc_thin_check(t->itl->lu, err == 0 ? (uint64_t)t->req.nblocks * SCSI_BLOCK : 0,
+	               err == -ENOSPC);
 
 	if (err < 0)
 		scsi_sense_store(t, err, true);
@@ -304,6 +333,7 @@ static void sbc_unmap_next(void *arg, int err)
 			return;
 		}
 	}
+	sbc_thin_check(t->itl->lu, 0, t->itl->lu->thin_low);     /* re-arm soon */
 	scsi_good(t);
 	scsi_task_async_done(t);
 }

@@ -310,6 +310,7 @@ static const struct {
 	{ SCSI_UA_RES_PREEMPTED, 0x2a03 },     /* RESERVATIONS PREEMPTED */
 	{ SCSI_UA_RES_RELEASED, 0x2a04 },      /* RESERVATIONS RELEASED */
 	{ SCSI_UA_REG_PREEMPTED, 0x2a05 },     /* REGISTRATIONS PREEMPTED */
+	{ SCSI_UA_THIN_THRESHOLD, SCSI_ASC_THIN_THRESHOLD },   /* SBC-3 4.7.3.7 */
 };
 
 /* Reports (and clears) the first pending UA of the nexus. A reset
@@ -556,6 +557,9 @@ const struct scsi_cmd_desc scsi_cmds[256] = {
 		SCMD_DATA_OUT | SCMD_WRITE, 10, { 0x08, RW_LBA4, 0x1f, 0xff, 0xff, 0 } },
 	[SCSI_UNMAP] = { "UNMAP", sbc_unmap, sbc_decode_unmap, NULL,
 		SCMD_DATA_OUT | SCMD_WRITE, 10, { 0, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0 } },
+	[SCSI_LOG_SENSE] = { "LOG SENSE", spc_log_sense, NULL, NULL,
+		SCMD_DATA_IN | SCMD_PR_OK | SCMD_RESV_OK, 10,
+		{ 0, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0 } },
 	[SCSI_SANITIZE] = { "SANITIZE", NULL, NULL, scsi_sanitize, SCMD_SA, 10, { 0 } },
 	[SCSI_MODE_SELECT_10] = { "MODE SELECT(10)", spc_mode_select, spc_decode_mode_select,
 		NULL, SCMD_DATA_OUT, 10, { 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0 } },

@@ -86,6 +86,15 @@ static inline void scsi_put64(uint8_t *p, uint64_t v)
 #define SCSI_TPC_ROD_TOKEN_INFO 0x07u
 #define SCSI_VPD_TPC            0x8fu           /* third-party copy VPD page */
 
+/* Thin provisioning (SBC-3 4.7.3): the pool is every LU's LBA mapping
+ * resource; LOG SENSE page 0Ch counts it in threshold sets of
+ * 2^SCSI_THIN_EXP blocks (1 MiB), VPD B2h says so. */
+#define SCSI_LOG_SENSE          0x4du
+#define SCSI_LOG_PAGE_SUPPORTED 0x00u
+#define SCSI_LOG_PAGE_LBP       0x0cu
+#define SCSI_ASC_THIN_THRESHOLD 0x3807u         /* THIN PROVISIONING SOFT THRESHOLD REACHED */
+#define SCSI_THIN_EXP           11u
+
 #ifndef container_of
 #define container_of(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -123,7 +132,8 @@ enum {
 	SCSI_UA_RES_PREEMPTED   = 1u << 6,      /* 2A/03 (SPC-4 5.13.11.2) */
 	SCSI_UA_RES_RELEASED    = 1u << 7,      /* 2A/04 */
 	SCSI_UA_REG_PREEMPTED   = 1u << 8,      /* 2A/05 */
-	SCSI_UA_ALL             = (1u << 9) - 1,
+	SCSI_UA_THIN_THRESHOLD  = 1u << 9,      /* 38/07 */
+	SCSI_UA_ALL             = (1u << 10) - 1,
 };
 
 /* A range of a LU's blocks held by a command that writes them (sbc.c).
@@ -184,6 +194,12 @@ struct scsi_lu {
 	bool                    swp;            /* control mode page SWP: read-only */
 	bool                    snapshot;       /* a snapshot: read-only whatever SWP says */
 	struct pr_lu           *pr;             /* reservations (pr.h): outlive the LU */
+	/* sbc.c: the pool's soft threshold, looked at after writes */
+	uint32_t                thin_pct;       /* % of the pool left; 0: never */
+	bool                    thin_low;       /* below it: its UA was raised */
+	uint64_t                thin_bytes;     /* written since the last look */
+	uint64_t                thin_next_ns;   /* look again from then on, */
+	uint64_t                thin_step;      /* or after this many bytes */
 	/* sbc.c: ranges held by writes in flight, and those waiting */
 	struct scsi_range_list  ranges, range_wait;
 	uint32_t                range_excl;     /* exclusive holders */
@@ -340,7 +356,7 @@ uint64_t scsi_lu_blocks(const struct scsi_lu *lu);
 /* spc.c and sbc.c: command handlers and decoders named in scsi_cmds[] */
 scsi_exec_fn spc_test_unit_ready, spc_request_sense, spc_inquiry, spc_report_luns,
 	spc_mode_sense, spc_mode_select, spc_report_opcodes, spc_report_tmfs,
-	spc_start_stop_unit, spc_report_tpgs;
+	spc_start_stop_unit, spc_report_tpgs, spc_log_sense;
 scsi_decode_fn spc_decode_mode_select;
 scsi_exec_fn sbc_read, sbc_write, sbc_verify, sbc_sync_cache, sbc_prefetch,
 	sbc_read_capacity10, sbc_read_capacity16, sbc_get_lba_status, sbc_unmap,
@@ -348,6 +364,11 @@ scsi_exec_fn sbc_read, sbc_write, sbc_verify, sbc_sync_cache, sbc_prefetch,
 scsi_decode_fn sbc_decode_rw6, sbc_decode_rw10, sbc_decode_rw12, sbc_decode_rw16,
 	sbc_decode_ws10, sbc_decode_ws16, sbc_decode_unmap, sbc_decode_sanitize,
 	sbc_decode_caw;
+
+/* sbc.c: compares the pool's free space with lu->thin_pct after bytes
+ * were written (force: now, as after an UNMAP); raises the soft threshold
+ * UA on every nexus when it falls below, re-arms once it is above. */
+void sbc_thin_check(struct scsi_lu *lu, uint64_t bytes, bool force);
 
 /* sbc.c: block ranges. scsi_range_lock(): 0 held now, 1 queued (granted()
  * runs once held); a SCSI_RANGE_WRITE lock revokes the ROD tokens it

@@ -152,6 +152,7 @@ static void iscsi_sess_map_luns(struct iscsi_sess *s)
 			          s->target->luns[i].vol, store_strerror(err));
 			continue;
 		}
+		lu->thin_pct = srv->thin_pct;
 		scsi_itl_attach(&s->itls[s->port.nitls], lu, s->target->luns[i].lun);
 		s->itls[s->port.nitls++].port = &s->port;
 	}

@@ -1,7 +1,7 @@
 /* iscsi/spc.c: SPC-4 primary commands: TEST UNIT READY, REQUEST SENSE,
  * INQUIRY with its VPD pages, REPORT LUNS, MODE SENSE/SELECT (caching and
  * control pages), REPORT SUPPORTED OPERATION CODES and TASK MANAGEMENT
- * FUNCTIONS, START STOP UNIT.
+ * FUNCTIONS, START STOP UNIT, LOG SENSE.
  *
  * VPD and mode pages are tables; the Supported VPD Pages page is built
  * from the table, so it is sorted by construction (SPC-4 7.8.14).
@@ -206,12 +206,15 @@ static uint32_t vpd_block_chars(const struct scsi_task *t, uint8_t *d)
 	return 64;
 }
 
-/* SBC-3 6.6.5: thin, UNMAP and WRITE SAME(10/16) unmap, zeros after. */
+/* SBC-3 6.6.5: thin, UNMAP and WRITE SAME(10/16) unmap, zeros after;
+ * the resource counts of LOG SENSE page 0Ch are in sets of 2^exponent
+ * blocks; SBC-4's THRESHOLD PERCENTAGE is the soft threshold. */
 static uint32_t vpd_lbp(const struct scsi_task *t, uint8_t *d)
 {
-	(void)t;
+	d[4] = SCSI_THIN_EXP;                   /* THRESHOLD EXPONENT */
 	d[5] = 0x80 | 0x40 | 0x20 | 0x04;       /* LBPU LBPWS LBPWS10 LBPRZ */
 	d[6] = 0x02;                            /* provisioning type: thin */
+	d[7] = (uint8_t)t->itl->lu->thin_pct;   /* THRESHOLD PERCENTAGE */
 	return 8;
 }
 
@@ -548,6 +551,76 @@ int spc_report_opcodes(struct scsi_task *t)
 	if (opts <= 3)
 		return rsoc_one(t, opts, rctd, alloc);
 	return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB, true, 2, 2);
+}
+
+/* LOG SENSE (SPC-4 6.6): the supported pages (7.3.18; subpage FFh: with
+ * their subpages) and Logical Block Provisioning (SBC-3 6.4.3). Counters
+ * are not saveable (DS) and every page control gets the current values. */
+static uint32_t log_supported(uint8_t sub, uint8_t *d)
+{
+	static const uint8_t pages[][2] = {
+		{ SCSI_LOG_PAGE_SUPPORTED, 0x00 }, { SCSI_LOG_PAGE_SUPPORTED, 0xff },
+		{ SCSI_LOG_PAGE_LBP, 0x00 },
+	};
+	uint32_t n = 4;
+
+	d[0] = sub ? 0x40 : 0;                  /* SPF */
+	d[1] = sub;
+	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+		if (!sub && pages[i][1])
+			continue;
+		d[n++] = pages[i][0];
+		if (sub)
+			d[n++] = pages[i][1];
+	}
+	return n;
+}
+
+static uint32_t log_lbp(const struct scsi_lu *lu, uint16_t from, uint8_t *d)
+{
+	struct store_pool_stats st;
+	uint64_t used, left, v;
+	uint32_t n = 4;
+
+	store_pool_get_stats(lu->pool, &st);
+	used = st.used_bytes < st.capacity_bytes ? st.used_bytes : st.capacity_bytes;
+	left = st.capacity_bytes - used;
+	d[0] = 0x80 | SCSI_LOG_PAGE_LBP;        /* DS */
+	for (uint16_t code = 1; code <= 2; code++) {
+		if (code < from)
+			continue;
+		v = (code == 1 ? left : used) / (SCSI_BLOCK << SCSI_THIN_EXP);
+		put16(d + n, code);     /* 1: available, 2: used resource count */
+		d[n + 2] = 0x03;        /* FORMAT AND LINKING: binary */
+		d[n + 3] = 8;
+		put32(d + n + 4, v > UINT32_MAX ? UINT32_MAX : (uint32_t)v);
+		d[n + 8] = 0x02;        /* SCOPE: the pool, not this LU's alone */
+		n += 12;
+	}
+	return n;
+}
+
+int spc_log_sense(struct scsi_task *t)
+{
+	uint8_t page = t->cdb[2] & 0x3f, sub = t->cdb[3], d[64] = { 0 };
+	uint16_t from = (uint16_t)scsi_get16(t->cdb + 5);
+	uint32_t n;
+
+	if (page == SCSI_LOG_PAGE_SUPPORTED && (sub == 0 || sub == 0xff) && from == 0)
+		n = log_supported(sub, d);
+	else if (page == SCSI_LOG_PAGE_LBP && sub == 0 && from <= 2)
+		n = log_lbp(t->itl->lu, from, d);
+	else if (from != 0 && (page == SCSI_LOG_PAGE_SUPPORTED || page == SCSI_LOG_PAGE_LBP))
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 5, 7);            /* PARAMETER POINTER */
+	else if (page == SCSI_LOG_PAGE_SUPPORTED || page == SCSI_LOG_PAGE_LBP)
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 3, 7);            /* SUBPAGE CODE */
+	else
+		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
+		                        true, 2, 5);            /* PAGE CODE */
+	put16(d + 2, n - 4);
+	return scsi_data_in(t, d, n, scsi_get16(t->cdb + 7));
 }
 
 /* REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.37) */

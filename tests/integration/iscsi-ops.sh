@@ -4,6 +4,11 @@
 #   sessions   GET /sessions and `sluicectl sessions` list a logged-in
 #              initiator (name, target, ISID, portal, LUNs, parameters,
 #              I/O) and forget it after its logout
+#   thin       a 256 MiB pool under a 512 MiB volume, filled over iSCSI:
+#              the soft threshold unit attention (38/07) once per nexus
+#              before DATA PROTECT 27/07, LOG SENSE page 0Ch, VPD B2h;
+#              after UNMAP writes succeed again and the UA is re-armed
+#              (the threshold is set in the config: thin_threshold_percent)
 #
 # Needs sluiced, sluicectl, curl and jq. Readiness is polled, never slept
 # for; sluiced is always killed at the end (iscsi-lib.sh).
@@ -120,5 +125,23 @@ pool_setup "$work/data" vol "$VOL" $((64 << 20)) \
 start "$work/data"
 sessions_test
 daemon_stop "sessions" "$work/sluiced.log"
+
+# ---- thin provisioning ---------------------------------------------------
+
+THIN_PCT=15
+printf '{"pool_size": 268435456, "segment_size": 1048576, "thin_threshold_percent": %d}\n' \
+	"$THIN_PCT" >"$work/sluiced.json"
+mkdir -p "$work/thin"
+"$ISCSI_SETUP" "$work/thin/pool" $((256 << 20)) vol thin $((512 << 20)) \
+	target "$(target_json "$IQN_PREFIX:thin" thin '["*"]' null)" || exit 99
+start "$work/thin"
+if "$OPS" thin "$(url "$IQN_PREFIX:thin")" "$THIN_PCT" >"$work/thin.out" 2>&1; then
+	ok "thin: soft threshold, out of space and back ($(grep -c '^ok' "$work/thin.out") checks)"
+else
+	not_ok "thin: soft threshold, out of space and back"
+fi
+show "$work/thin.out" 30
+alive && ok "thin: sluiced still serves" || not_ok "thin: sluiced died"
+daemon_stop "thin" "$work/sluiced.log"
 
 summary

@@ -6,7 +6,7 @@
  *   iscsi-ops-test hold URL NAME   logs in as initiator NAME, writes and
  *                                  reads 8 blocks, prints "ready", then
  *                                  waits for EOF on stdin and logs out
- *   iscsi-ops-test thin URL        fills a thin pool (a volume larger than
+ *   iscsi-ops-test thin URL PCT    fills a thin pool (a volume larger than
  *                                  it) with 1 MiB writes: the soft
  *                                  threshold unit attention (38/07) comes
  *                                  once, LOG SENSE page 0Ch follows the
@@ -94,11 +94,215 @@ static int hold(const char *url, const char *name)
 	return failed;
 }
 
+/* ---- thin: the soft threshold and out of space ---------------------- */
+
+struct thin {
+	struct iscsi_context *ctx;
+	int                   lun;
+	int                   uas;      /* 38/07 seen */
+	uint64_t              blocks;   /* the volume's */
+	unsigned              pct;      /* threshold the daemon was given */
+};
+
+/* Sends cdb; a 38/07 unit attention is counted and the command sent again
+ * (the UA stopped it), other UAs (power on) likewise without counting.
+ * Returns the task, or exits 99. */
+static struct scsi_task *thin_cmd(struct thin *th, const uint8_t *cdb, int cdblen, int dir,
+                                  const void *out, uint32_t len)
+{
+	for (int i = 0; i < 16; i++) {
+		struct scsi_task *t = scsi_create_task(cdblen, (unsigned char *)cdb, dir, (int)len);
+		struct iscsi_data d = { .size = len, .data = (unsigned char *)out };
+
+		if (!t || !iscsi_scsi_command_sync(th->ctx, th->lun, t,
+		                                   dir == SCSI_XFER_WRITE ? &d : NULL)) {
+			fprintf(stderr, "command 0x%02x not sent: %s\n", cdb[0],
+			        iscsi_get_error(th->ctx));
+			exit(99);
+		}
+		if (t->status != SCSI_STATUS_CHECK_CONDITION ||
+		    t->sense.key != SCSI_SENSE_UNIT_ATTENTION)
+			return t;
+		if (t->sense.ascq == 0x3807)
+			th->uas++;
+		scsi_free_scsi_task(t);
+	}
+	fprintf(stderr, "command 0x%02x: unit attentions without end\n", cdb[0]);
+	exit(99);
+}
+
+/* LOG SENSE page 0Ch: available and used resource counts (1 MiB sets). */
+static bool thin_log(struct thin *th, uint32_t *avail, uint32_t *used)
+{
+	uint8_t cdb[10] = { 0x4d, 0, 0x40 | 0x0c, 0, 0, 0, 0, 0, 64, 0 };
+	struct scsi_task *t = thin_cmd(th, cdb, 10, SCSI_XFER_READ, NULL, 64);
+	const uint8_t *d = t->datain.data;
+	bool ok = t->status == SCSI_STATUS_GOOD && t->datain.size >= 28 &&
+	          (d[0] & 0x3f) == 0x0c && d[4] == 0 && d[5] == 1 && d[16] == 0 && d[17] == 2;
+
+	if (ok) {
+		*avail = (uint32_t)d[8] << 24 | d[9] << 16 | d[10] << 8 | d[11];
+		*used = (uint32_t)d[20] << 24 | d[21] << 16 | d[22] << 8 | d[23];
+	}
+	scsi_free_scsi_task(t);
+	return ok;
+}
+
+/* One 1 MiB WRITE(16) at block lba: 0 GOOD, 1 DATA PROTECT 27/07, -1 else. */
+static int thin_write(struct thin *th, uint64_t lba, const uint8_t *buf)
+{
+	uint8_t cdb[16] = { 0x8a };
+	struct scsi_task *t;
+	int rc = -1;
+
+	for (int i = 0; i < 8; i++)
+		cdb[2 + i] = (uint8_t)(lba >> (56 - 8 * i));
+	cdb[10] = CHUNK_BLKS >> 24;             /* TRANSFER LENGTH */
+	cdb[11] = (CHUNK_BLKS >> 16) & 0xff;
+	cdb[12] = (CHUNK_BLKS >> 8) & 0xff;
+	cdb[13] = CHUNK_BLKS & 0xff;
+	t = thin_cmd(th, cdb, 16, SCSI_XFER_WRITE, buf, CHUNK_BLKS * BLK);
+	if (t->status == SCSI_STATUS_GOOD)
+		rc = 0;
+	else if (t->status == SCSI_STATUS_CHECK_CONDITION &&
+	         t->sense.key == SCSI_SENSE_DATA_PROTECTION && t->sense.ascq == 0x2707)
+		rc = 1;
+	else
+		fprintf(stderr, "WRITE at %llu: status %d sense %x/%04x\n",
+		        (unsigned long long)lba, t->status, t->sense.key, t->sense.ascq);
+	scsi_free_scsi_task(t);
+	return rc;
+}
+
+/* Writes 1 MiB after 1 MiB from block 0 until the pool is full; the UA
+ * must come once, before that, when less than pct % is left. Returns the
+ * MiB written. */
+static uint64_t thin_fill(struct thin *th, const char *round, uint8_t *buf)
+{
+	uint64_t lba, mib = 0;
+	uint32_t a = 0, u = 0, ua_avail = 0, ua_total = 0;
+	int rc = 0, uas0 = th->uas;
+	char what[160];
+
+	for (lba = 0; lba + CHUNK_BLKS <= th->blocks; lba += CHUNK_BLKS) {
+		for (uint32_t b = 0; b < CHUNK_BLKS; b++)     /* no zeros: stored */
+			memcpy(buf + b * BLK, &lba, sizeof(lba));
+		rc = thin_write(th, lba, buf);
+		if (rc != 0)
+			break;
+		mib++;
+		if (th->uas > uas0 && ua_total == 0 && thin_log(th, &a, &u)) {
+			ua_avail = a;
+			ua_total = a + u;
+		}
+	}
+	snprintf(what, sizeof(what), "thin %s: %llu MiB written, then DATA PROTECT / SPACE "
+	         "ALLOCATION FAILED WRITE PROTECT", round, (unsigned long long)mib);
+	check(rc == 1, what);
+	snprintf(what, sizeof(what), "thin %s: the soft threshold UA (38/07) came once (%d)",
+	         round, th->uas - uas0);
+	check(th->uas - uas0 == 1, what);
+	snprintf(what, sizeof(what), "thin %s: ... when %u of %u MiB were left (under %u %%)",
+	         round, ua_avail, ua_total, th->pct);
+	check(ua_total > 0 && (uint64_t)ua_avail * 100 < (uint64_t)ua_total * th->pct &&
+	      (uint64_t)(ua_avail + 8) * 100 >= (uint64_t)ua_total * th->pct, what);
+	return mib;
+}
+
+static int thin(const char *url, unsigned pct)
+{
+	struct thin th = { .pct = pct };
+	uint8_t *buf = malloc(CHUNK_BLKS * BLK), cdb[6] = { 0x12, 1, 0xb2, 0, 64, 0 };
+	uint8_t ls[10] = { 0x4d, 0, 0x40, 0, 0, 0, 0, 0, 64, 0 };
+	struct unmap_list ul[64];
+	struct scsi_task *t;
+	uint32_t a0, u0, a, u;
+	uint64_t mib;
+	int rc = -1, n = 0;
+
+	th.ctx = login(url, "iqn.2024-01.org.sluice.test:thin", &th.lun);
+	if (buf)
+		memset(buf, 0xa5, CHUNK_BLKS * BLK);
+	t = iscsi_readcapacity16_sync(th.ctx, th.lun);
+	if (!buf || !t || t->status != SCSI_STATUS_GOOD) {
+		fprintf(stderr, "READ CAPACITY(16) failed\n");
+		return 99;
+	}
+	th.blocks = (uint64_t)t->datain.data[0] << 56 | (uint64_t)t->datain.data[1] << 48 |
+	            (uint64_t)t->datain.data[2] << 40 | (uint64_t)t->datain.data[3] << 32 |
+	            (uint64_t)t->datain.data[4] << 24 | (uint64_t)t->datain.data[5] << 16 |
+	            (uint64_t)t->datain.data[6] << 8 | t->datain.data[7];
+	th.blocks++;
+	scsi_free_scsi_task(t);
+
+	t = thin_cmd(&th, cdb, 6, SCSI_XFER_READ, NULL, 64);
+	check(t->status == SCSI_STATUS_GOOD && t->datain.size >= 8 && t->datain.data[4] == 11 &&
+	      t->datain.data[7] == pct && (t->datain.data[6] & 7) == 2,
+	      "thin: VPD B2h: thin, THRESHOLD EXPONENT 11 (1 MiB sets), THRESHOLD PERCENTAGE");
+	scsi_free_scsi_task(t);
+	t = thin_cmd(&th, ls, 10, SCSI_XFER_READ, NULL, 64);
+	check(t->status == SCSI_STATUS_GOOD && t->datain.size == 6 && t->datain.data[3] == 2 &&
+	      t->datain.data[4] == 0x00 && t->datain.data[5] == 0x0c,
+	      "thin: LOG SENSE page 00h lists 00h and 0Ch");
+	scsi_free_scsi_task(t);
+	ls[2] = 0x40 | 0x0c;
+	ls[6] = 3;              /* PARAMETER POINTER past the last */
+	t = thin_cmd(&th, ls, 10, SCSI_XFER_READ, NULL, 64);
+	check(t->status == SCSI_STATUS_CHECK_CONDITION && t->sense.ascq == 0x2400,
+	      "thin: LOG SENSE with a parameter pointer past the page: INVALID FIELD IN CDB");
+	scsi_free_scsi_task(t);
+	{
+		/* REPORT SUPPORTED OPERATION CODES, one command: LOG SENSE */
+		uint8_t rso[12] = { 0xa3, 0x0c, 0x01, 0x4d, 0, 0, 0, 0, 0, 64, 0, 0 };
+
+		t = thin_cmd(&th, rso, 12, SCSI_XFER_READ, NULL, 64);
+		check(t->status == SCSI_STATUS_GOOD && t->datain.size >= 4 &&
+		      (t->datain.data[1] & 7) == 3 && t->datain.data[3] == 10,
+		      "thin: REPORT SUPPORTED OPERATION CODES: LOG SENSE supported, 10 bytes");
+		scsi_free_scsi_task(t);
+	}
+	check(thin_log(&th, &a0, &u0) && a0 > u0 && a0 + u0 >= 16,
+	      "thin: LOG SENSE page 0Ch: available and used resource counts");
+	printf("pool: %u MiB available, %u used; volume %llu MiB\n", a0, u0,
+	       (unsigned long long)(th.blocks / CHUNK_BLKS));
+
+	mib = thin_fill(&th, "first fill", buf);
+	check(thin_log(&th, &a, &u) && a * 100 < (a + u) * pct && a + u == a0 + u0 &&
+	      u >= mib * 9 / 10,
+	      "thin: LOG SENSE after the fill: little available, the data used, same total");
+	check(thin_write(&th, 0, buf) == 1 && th.uas == 1,
+	      "thin: the next write is refused too, with no second UA");
+
+	for (uint64_t lba = 0; lba < th.blocks && n < 64; lba += 1u << 20) {
+		ul[n].lba = lba;
+		ul[n++].num = (uint32_t)(th.blocks - lba < (1u << 20) ? th.blocks - lba : 1u << 20);
+	}
+	t = iscsi_unmap_sync(th.ctx, th.lun, 0, 0, ul, n);
+	check(t && t->status == SCSI_STATUS_GOOD, "thin: UNMAP of the whole volume");
+	scsi_free_scsi_task(t);
+	/* the cleaner gives the segments back: writes wait for it, or fail
+	 * until it did; bounded */
+	for (int i = 0; i < 300 && (rc = thin_write(&th, 0, buf)) == 1; i++)
+		usleep(100000);
+	check(rc == 0, "thin: after the UNMAP a write succeeds again");
+	check(thin_log(&th, &a, &u) && a >= a0 - 2 && a + u == a0 + u0,
+	      "thin: LOG SENSE after the UNMAP: the space is available again");
+	thin_fill(&th, "second fill (re-armed)", buf);
+
+	iscsi_unmap_sync(th.ctx, th.lun, 0, 0, ul, n);
+	iscsi_logout_sync(th.ctx);
+	iscsi_destroy_context(th.ctx);
+	free(buf);
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 4 && strcmp(argv[1], "hold") == 0)
 		return hold(argv[2], argv[3]);
+	if (argc == 4 && strcmp(argv[1], "thin") == 0)
+		return thin(argv[2], (unsigned)atoi(argv[3]));
 	fprintf(stderr, "usage: see the top of tests/iscsi/ops_test.c\n");
 	return 99;
 }
