@@ -10,7 +10,11 @@
  *    "chap": null or {"user", "secret", "mutual_user", "mutual_secret"}}
  *
  * so a change applies to the next login at once, and a session keeps the
- * LUN map it logged in with.
+ * LUN map it logged in with. Discovery sessions read the key "discovery":
+ *
+ *   {"chap": null or {"user", "secret", "mutual_user", "mutual_secret"}}
+ *
+ * with CHAP set, they must authenticate with it; without, they need not.
  *
  * Threading: like the store, the server runs on the loop given to
  * iscsi_srv_create() (the pool's loop) and must only be called there.
@@ -28,6 +32,7 @@ struct iscsi_srv;               /* opaque: listeners, connections, sessions */
 
 #define ISCSI_PORTALS_MAX       16
 #define ISCSI_META_PREFIX       "target/"       /* metadata key of a target */
+#define ISCSI_DISCOVERY_KEY     "discovery"     /* discovery sessions' CHAP */
 #define ISCSI_THIN_THRESHOLD_DEFAULT 10u        /* % of the pool left */
 
 struct iscsi_portal_addr {

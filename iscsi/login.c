@@ -19,6 +19,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <jansson.h>
 #include <nettle/base64.h>
 #include <nettle/md5.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@ struct iscsi_login {
 	char                 initiator[ISCSI_NAME_MAX + 1];
 	bool                 discovery;
 	struct iscsi_target *target;
+	struct iscsi_target *disc;      /* discovery: its CHAP account, or NULL */
 	bool                 auth_needed, auth_done;
 	enum chap_state      chap;
 	uint8_t              chap_id;
@@ -63,6 +65,7 @@ void iscsi_login_free(struct iscsi_login *l)
 	if (!l)
 		return;
 	iscsi_target_free(l->target);
+	iscsi_target_free(l->disc);
 	free(l->text);
 	free(l->rsp.buf);
 	free(l);
@@ -202,6 +205,51 @@ static void iscsi_login_fail(struct iscsi_conn *c, const union iscsi_hdr *req,
 	ev_io_stop(c->loop, &c->rio);
 }
 
+/* The CHAP account of discovery sessions (record ISCSI_DISCOVERY_KEY),
+ * as a target without LUNs; *out NULL when none is set. An unreadable
+ * record is an error: discovery then fails closed. */
+static int iscsi_login_disc_auth(struct iscsi_srv *s, struct iscsi_target **out)
+{
+	const char *user, *secret, *muser = NULL, *msecret = NULL;
+	json_t *root = NULL, *chap = NULL;
+	struct iscsi_target *t = NULL;
+	const void *v;
+	size_t len;
+	int err = -EINVAL;
+
+	*out = NULL;
+	if (store_meta_get(s->pool, ISCSI_DISCOVERY_KEY, &v, &len) < 0)
+		return 0;
+	if (!(root = json_loadb(v, len, 0, NULL)) ||
+	    json_unpack(root, "{s?o}", "chap", &chap) < 0)
+		goto out;
+	err = 0;
+	if (!chap || json_is_null(chap))
+		goto out;
+	err = -EINVAL;
+	if (json_unpack(chap, "{s:s, s:s, s?s, s?s}", "user", &user, "secret", &secret,
+	                "mutual_user", &muser, "mutual_secret", &msecret) < 0)
+		goto out;
+	err = -ENOMEM;
+	if (!(t = calloc(1, sizeof(*t))) || !(t->chap_user = strdup(user)) ||
+	    !(t->chap_secret = strdup(secret)))
+		goto out;
+	t->chap = true;
+	if (muser && msecret && *muser && *msecret &&
+	    (!(t->mutual_user = strdup(muser)) || !(t->mutual_secret = strdup(msecret))))
+		goto out;
+	*out = t;
+	t = NULL;
+	err = 0;
+out:
+	iscsi_target_free(t);
+	json_decref(root);
+	if (err < 0)
+		iscsi_log(s, STORE_LOG_ERR, "metadata %s: not valid discovery settings",
+		          ISCSI_DISCOVERY_KEY);
+	return err;
+}
+
 /* The first PDU names the initiator, the session type and the target. */
 static unsigned iscsi_login_first(struct iscsi_conn *c, const union iscsi_hdr *h,
                                   const struct iscsi_text *kv, const char **why)
@@ -223,6 +271,9 @@ static unsigned iscsi_login_first(struct iscsi_conn *c, const union iscsi_hdr *h
 	strcpy(l->initiator, init);
 	if (type && strcmp(type, "Discovery") == 0) {
 		l->discovery = true;
+		if (iscsi_login_disc_auth(c->srv, &l->disc) < 0)
+			return *why = "discovery settings unreadable", ISCSI_LOGIN_TARGET_ERROR;
+		l->auth_needed = l->disc != NULL;
 		return 0;
 	}
 	if (type && strcmp(type, "Normal") != 0)
@@ -293,7 +344,7 @@ static unsigned iscsi_login_chap_a(struct iscsi_login *l, const char *list, cons
 static unsigned iscsi_login_chap_mutual(struct iscsi_login *l, const char *id_s,
                                         const char *chal_s, const char **why)
 {
-	const struct iscsi_target *t = l->target;
+	const struct iscsi_target *t = l->target ? l->target : l->disc;
 	uint8_t chal[CHAP_BIN_MAX], md[16];
 	char hex[2 * 16 + 3], *end;
 	size_t clen;
@@ -317,7 +368,7 @@ static unsigned iscsi_login_chap_mutual(struct iscsi_login *l, const char *id_s,
 static unsigned iscsi_login_chap_r(struct iscsi_login *l, const struct iscsi_text *kv,
                                    const char **why)
 {
-	const struct iscsi_target *t = l->target;
+	const struct iscsi_target *t = l->target ? l->target : l->disc;
 	const char *name = iscsi_text_get(kv, "CHAP_N");
 	const char *resp = iscsi_text_get(kv, "CHAP_R");
 	const char *id = iscsi_text_get(kv, "CHAP_I");

@@ -1,6 +1,7 @@
 /* mgmt/api_target.c: /targets: iSCSI targets, their LUN maps, initiator
  * allow-lists and CHAP accounts, kept as store metadata records
- * "target/<iqn>" (format in mgmt/mgmt.h) for the iSCSI target to read.
+ * "target/<iqn>" (format in mgmt/mgmt.h) for the iSCSI target to read;
+ * /discovery: the CHAP account of discovery sessions, record "discovery".
  *
  * A body is checked completely, then rebuilt in the one stored layout, so
  * what the iSCSI side reads is always what mgmt.h promises. Replies never
@@ -110,17 +111,24 @@ static void target_key(const char *iqn, char *key, size_t len)
 	snprintf(key, len, MGMT_TARGET_PREFIX "%s", iqn);
 }
 
+/* The record of key, parsed; NULL when there is none. */
+static json_t *meta_load(struct mgmt_srv *m, const char *key)
+{
+	const void *val;
+	size_t len;
+
+	if (store_meta_get(m->pool, key, &val, &len) < 0)
+		return NULL;
+	return json_loadb(val, len, 0, NULL);
+}
+
 /* The stored target named iqn, parsed; NULL when there is none. */
 static json_t *target_load(struct mgmt_srv *m, const char *iqn)
 {
 	char key[STORE_META_KEY_MAX + 1];
-	const void *val;
-	size_t len;
 
 	target_key(iqn, key, sizeof(key));
-	if (store_meta_get(m->pool, key, &val, &len) < 0)
-		return NULL;
-	return json_loadb(val, len, 0, NULL);
+	return meta_load(m, key);
 }
 
 /* What a reply shows: the record without CHAP secrets. */
@@ -323,7 +331,10 @@ static void target_written(void *arg, int err)
 		return;
 	}
 	rq->ctx = NULL;
-	if (err < 0)
+	if (err < 0 && !json_object_get(t, "iqn"))
+		mgmt_fail(rq, err, "cannot store the discovery settings: %s",
+		          store_strerror(err));
+	else if (err < 0)
 		mgmt_fail(rq, err, "cannot store target %s: %s",
 		          json_string_value(json_object_get(t, "iqn")), store_strerror(err));
 	else if (strcmp(rq->route->method, "DELETE") == 0)
@@ -334,10 +345,9 @@ static void target_written(void *arg, int err)
 	mgmt_req_finish(rq);
 }
 
-/* Stores t (taken) under its iqn; replies status when durable. */
-static int target_put(struct mgmt_req *rq, json_t *t, unsigned status)
+/* Stores t (taken) under key; replies status when durable. */
+static int meta_put(struct mgmt_req *rq, const char *key, json_t *t, unsigned status)
 {
-	char key[STORE_META_KEY_MAX + 1];
 	char *text = t ? json_dumps(t, JSON_COMPACT) : NULL;
 
 	if (!text) {
@@ -349,7 +359,6 @@ static int target_put(struct mgmt_req *rq, json_t *t, unsigned status)
 		json_decref(t);
 		return mgmt_fail(rq, -EMSGSIZE, "the target is too large to store");
 	}
-	target_key(json_string_value(json_object_get(t, "iqn")), key, sizeof(key));
 	rq->ctx = t;
 	rq->step = (int)status;
 	rq->srv->meta_busy++;
@@ -357,6 +366,15 @@ static int target_put(struct mgmt_req *rq, json_t *t, unsigned status)
 	store_meta_put(rq->srv->pool, key, text, strlen(text), target_written, rq);
 	free(text);                             /* the store copied it */
 	return MGMT_PENDING;
+}
+
+/* Stores t (taken) under its iqn. */
+static int target_put(struct mgmt_req *rq, json_t *t, unsigned status)
+{
+	char key[STORE_META_KEY_MAX + 1];
+
+	target_key(t ? json_string_value(json_object_get(t, "iqn")) : "", key, sizeof(key));
+	return meta_put(rq, key, t, status);
 }
 
 static int target_busy(struct mgmt_req *rq)
@@ -496,7 +514,45 @@ static int api_target_delete(struct mgmt_req *rq)
 	return MGMT_PENDING;
 }
 
+/* ---- discovery sessions -------------------------------------------------------- */
+
+static int api_discovery_get(struct mgmt_req *rq)
+{
+	json_t *d = meta_load(rq->srv, MGMT_DISCOVERY_KEY), *pub;
+
+	if (!d)
+		return mgmt_reply_json(rq, 200, json_pack("{s:n}", "chap"));
+	pub = target_public(d);
+	json_decref(d);
+	if (!json_object_get(pub, "chap"))
+		json_object_set_new(pub, "chap", json_null());
+	return mgmt_reply_json(rq, 200, pub);
+}
+
+static const struct mgmt_field discovery_fields[] = {
+	{ "chap", JSON_OBJECT, true, true },
+};
+
+/* PUT: {"chap": {...}} makes discovery sessions authenticate with CHAP
+ * (one-way or mutual, checked as a target's); {"chap": null} admits them
+ * without. Applies to the next discovery login. */
+static int api_discovery_put(struct mgmt_req *rq)
+{
+	json_t *chap;
+
+	if (mgmt_fields_check(rq, rq->json, "body", discovery_fields, 1) == MGMT_DONE)
+		return MGMT_DONE;
+	chap = json_object_get(rq->json, "chap");
+	if (target_chap_check(rq, chap) == MGMT_DONE)
+		return MGMT_DONE;
+	if (rq->srv->meta_busy)
+		return target_busy(rq);
+	return meta_put(rq, MGMT_DISCOVERY_KEY, json_pack("{s:O}", "chap", chap), 200);
+}
+
 const struct mgmt_route mgmt_routes_target[] = {
+	{ "GET",    "/api/v1/discovery",      api_discovery_get, 0 },
+	{ "PUT",    "/api/v1/discovery",      api_discovery_put, MGMT_BODY_JSON },
 	{ "GET",    "/api/v1/targets",        api_target_list,   0 },
 	{ "POST",   "/api/v1/targets",        api_target_create, MGMT_BODY_JSON },
 	{ "GET",    "/api/v1/targets/{iqn}",  api_target_get,    0 },

@@ -38,6 +38,11 @@ struct mgmt_srv;        /* opaque: one HTTP server and its state */
  * Keys not listed may be added later; readers should ignore them. */
 #define MGMT_TARGET_PREFIX      "target/"
 
+/* Store metadata key of the discovery sessions' settings (PUT /discovery):
+ *   {"chap": null or {"user", "secret", "mutual_user", "mutual_secret"}}
+ * as a target's "chap". Missing, or chap null: discovery needs no CHAP. */
+#define MGMT_DISCOVERY_KEY      "discovery"
+
 struct mgmt_opts {
 	struct ev_loop    *loop;
 	struct store_pool *pool;         /* borrowed; outlives the server */

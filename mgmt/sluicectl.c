@@ -1034,6 +1034,61 @@ static int cmd_target_delete(struct ctl *c, char **argv)
 	return ctl_delete(c, "/targets", "target", argv[0]);
 }
 
+/* ---- discovery sessions ------------------------------------------------------ */
+
+static void discovery_print(struct ctl *c, const json_t *d)
+{
+	const json_t *chap = json_object_get(d, "chap");
+
+	if (c->json) {
+		ctl_json_print(d);
+		return;
+	}
+	if (json_is_null(chap))
+		chap = NULL;
+	printf("discovery chap: %s", chap ? (json_object_get(chap, "mutual_user") ?
+	       "mutual" : "one-way") : "none (discovery needs no authentication)");
+	if (chap)
+		printf(" (user %s%s%s)", ctl_str(chap, "user"),
+		       json_object_get(chap, "mutual_user") ? ", target user " : "",
+		       json_object_get(chap, "mutual_user") ? ctl_str(chap, "mutual_user") : "");
+	putchar('\n');
+}
+
+static int cmd_discovery_show(struct ctl *c, char **argv)
+{
+	json_t *r;
+	int rc = ctl_call(c, "GET", "/discovery", NULL, &r);
+
+	(void)argv;
+	if (rc == CTL_OK)
+		discovery_print(c, r);
+	json_decref(r);
+	return rc;
+}
+
+static int cmd_discovery_set(struct ctl *c, char **argv)
+{
+	json_t *chap, *b, *r;
+	int rc = target_chap_json(c, &chap);
+
+	(void)argv;
+	if (rc)
+		return rc;
+	if (!chap) {
+		ctl_err("discovery set: give --chap-user and --chap-secret (and the "
+		        "--mutual-* pair), or --no-chap");
+		return CTL_EUSAGE;
+	}
+	b = json_pack("{s:o}", "chap", chap);
+	rc = ctl_call(c, "PUT", "/discovery", b, &r);
+	json_decref(b);
+	if (rc == CTL_OK)
+		discovery_print(c, r);
+	json_decref(r);
+	return rc;
+}
+
 /* ---- pool, stats, health ------------------------------------------------------ */
 
 static int cmd_pool(struct ctl *c, char **argv)
@@ -1195,6 +1250,8 @@ static const struct ctl_cmd {
 	{ "target",   "create",    1, 0, cmd_target_create, "target create IQN [--lun N=VOLUME]... [--allow NAME|'*']... [CHAP]" },
 	{ "target",   "set",       1, 0, cmd_target_set,    "target set IQN [--lun N=VOLUME]... [--allow NAME|'*']... [CHAP | --no-chap]" },
 	{ "target",   "delete",    1, 0, cmd_target_delete, "target delete IQN" },
+	{ "discovery", "show",     0, 0, cmd_discovery_show, "discovery show" },
+	{ "discovery", "set",      0, 0, cmd_discovery_set, "discovery set CHAP | --no-chap" },
 };
 #define CTL_CMDS_N (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
 
@@ -1216,8 +1273,8 @@ static void ctl_usage(FILE *f)
 	        "  --lun N=VOLUME      target: map VOLUME as LUN N (repeat)\n"
 	        "  --allow NAME        target: admit this initiator; '*' is any (repeat)\n"
 	        "  --chap-user U --chap-secret S [--mutual-user U --mutual-secret S]\n"
-	        "                      target: CHAP, one-way or mutual\n"
-	        "  --no-chap           target set: remove CHAP\n"
+	        "                      target, discovery: CHAP, one-way or mutual\n"
+	        "  --no-chap           target set, discovery set: remove CHAP\n"
 	        "  -h, --help          this text\n\n"
 	        "A snapshot is VOLUME SNAPSHOT or VOLUME@SNAPSHOT. Sizes take K, M, G, T, P\n"
 	        "(binary): 20G. Exit status: 0 done, 1 the API refused (the reason is\n"

@@ -9,6 +9,10 @@
 #              before DATA PROTECT 27/07, LOG SENSE page 0Ch, VPD B2h;
 #              after UNMAP writes succeed again and the UA is re-armed
 #              (the threshold is set in the config: thin_threshold_percent)
+#   discovery  discovery CHAP set through PUT /discovery: without it None
+#              is accepted and CHAP alone refused cleanly; with one-way and
+#              then mutual CHAP, SendTargets needs the right secrets; null
+#              turns it off again; GET never shows secrets; bad bodies 400
 #
 # Needs sluiced, sluicectl, curl and jq. Readiness is polled, never slept
 # for; sluiced is always killed at the end (iscsi-lib.sh).
@@ -45,6 +49,8 @@ get() {         # get PATH: body on stdout, 1 unless 200
 	cat "$work/get.out"
 	[ "$code" = 200 ]
 }
+
+ctl() { "$SLUICECTL" --url "http://127.0.0.1:$HTTP_PORT" --token "$TOKEN" "$@"; }
 
 # wait_line FILE PATTERN PID: until FILE has a line matching PATTERN.
 wait_line() {
@@ -98,8 +104,7 @@ sessions_test() {
 		<<<"$s" >/dev/null &&
 		ok "sessions: target, ISID, portal, LUNs, parameters, login time and I/O" ||
 		not_ok "sessions: fields of $s"
-	if "$SLUICECTL" --url "http://127.0.0.1:$HTTP_PORT" --token "$TOKEN" sessions \
-		>"$work/ctl.out" 2>&1 && grep -q "$IQN .*$INIT1 .*0=$VOL" "$work/ctl.out"; then
+	if ctl sessions >"$work/ctl.out" 2>&1 && grep -q "$IQN .*$INIT1 .*0=$VOL" "$work/ctl.out"; then
 		ok "sessions: sluicectl sessions shows it"
 	else
 		not_ok "sessions: sluicectl sessions"
@@ -124,7 +129,80 @@ pool_setup "$work/data" vol "$VOL" $((64 << 20)) \
 	target "$(target_json "$IQN" "$VOL" '["*"]' null)" || exit 99
 start "$work/data"
 sessions_test
-daemon_stop "sessions" "$work/sluiced.log"
+
+# ---- discovery CHAP --------------------------------------------------------
+
+put_discovery() {       # put_discovery JSON: the status code
+	curl -s -o "$work/put.out" -w '%{http_code}' -X PUT -H "Authorization: Bearer $TOKEN" \
+		-H 'Content-Type: application/json' --data "$1" "$API/discovery"
+}
+
+# disc WHAT WANT [USER SECRET [TUSER TSECRET]]: a discovery session whose
+# exit status must be WANT (0 logged in and saw targets, 2 login refused)
+disc() {
+	local what=$1 want=$2 rc
+	shift 2
+	"$OPS" disc "127.0.0.1:$PORT1" "$INIT2" "$@" >"$work/disc.out" 2>&1
+	rc=$?
+	if [ "$rc" = "$want" ]; then
+		ok "discovery: $what"
+	else
+		not_ok "discovery: $what (exit $rc, want $want)"
+		show "$work/disc.out"
+	fi
+}
+
+discovery_test() {
+	get /discovery >"$work/d.json" && [ "$(jq -c . "$work/d.json")" = '{"chap":null}' ] &&
+		ok "discovery: GET /discovery: no CHAP at first" ||
+		not_ok "discovery: GET /discovery: $(cat "$work/d.json")"
+	disc "no CHAP set: AuthMethod=None logs in, SendTargets answers" 0
+	"$OPS" disc-chap-only 127.0.0.1 "$PORT1" >"$work/raw.out" 2>&1 &&
+		ok "discovery: no CHAP set: CHAP offered alone gets a login reject" ||
+		{ not_ok "discovery: CHAP offered alone"; show "$work/raw.out"; }
+
+	[ "$(put_discovery '{"chap":{"user":"disc","secret":"short"}}')" = 400 ] &&
+	[ "$(put_discovery '{"chap":{"user":"disc","secret":"disc-secret-12","x":1}}')" = 400 ] &&
+	[ "$(put_discovery '{}')" = 400 ] &&
+	[ "$(put_discovery '{"chap":{"user":"disc","secret":"disc-secret-12","mutual_user":"t"}}')" = 400 ] &&
+		ok "discovery: bad bodies are 400" || not_ok "discovery: bad bodies: $(cat "$work/put.out")"
+	get /discovery >"$work/d.json"
+	[ "$(jq -c . "$work/d.json")" = '{"chap":null}' ] &&
+		ok "discovery: a refused PUT changed nothing" ||
+		not_ok "discovery: a refused PUT changed $(cat "$work/d.json")"
+
+	if ctl discovery set --chap-user disc --chap-secret disc-secret-12 >"$work/ctl.out" 2>&1 &&
+	   ctl discovery show >"$work/ctl.out" 2>&1 &&
+	   grep -q '^discovery chap: one-way (user disc)$' "$work/ctl.out" &&
+	   ! grep -q disc-secret "$work/ctl.out"; then
+		ok "discovery: sluicectl discovery set one-way CHAP, show (no secret shown)"
+	else
+		not_ok "discovery: sluicectl discovery set/show"
+		show "$work/ctl.out"
+	fi
+	disc "one-way CHAP: the right secret logs in" 0 disc disc-secret-12
+	disc "one-way CHAP: a wrong secret is refused" 2 disc wrong-secret-12
+	disc "one-way CHAP: no CHAP is refused" 2
+	ctl sessions >"$work/ctl.out" 2>&1 && ! grep -q "(discovery)" "$work/ctl.out" &&
+		ok "discovery: no discovery session left behind" ||
+		{ not_ok "discovery: sessions after discovery"; show "$work/ctl.out"; }
+
+	[ "$(put_discovery '{"chap":{"user":"disc","secret":"disc-secret-12","mutual_user":"array","mutual_secret":"array-secret-34"}}')" = 200 ] &&
+		ok "discovery: PUT mutual CHAP" || not_ok "discovery: PUT mutual CHAP: $(cat "$work/put.out")"
+	get /discovery >"$work/d.json"
+	[ "$(jq -c . "$work/d.json")" = '{"chap":{"user":"disc","mutual_user":"array"}}' ] &&
+		ok "discovery: GET shows the user names only" ||
+		not_ok "discovery: GET /discovery: $(cat "$work/d.json")"
+	disc "mutual CHAP: the right secrets log in" 0 disc disc-secret-12 array array-secret-34
+	disc "mutual CHAP: the target's wrong secret is refused by the initiator" 2 \
+		disc disc-secret-12 array wrong-secret-99
+
+	[ "$(put_discovery '{"chap":null}')" = 200 ] &&
+		ok "discovery: PUT null turns CHAP off" || not_ok "discovery: PUT null: $(cat "$work/put.out")"
+	disc "CHAP off again: None logs in" 0
+}
+discovery_test
+daemon_stop "sessions and discovery" "$work/sluiced.log"
 
 # ---- thin provisioning ---------------------------------------------------
 

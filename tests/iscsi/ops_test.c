@@ -18,12 +18,18 @@
  *                                  with no, one-way or mutual CHAP; exit 0
  *                                  when it logs in and gets targets, 2
  *                                  when the login fails
+ *   iscsi-ops-test disc-chap-only HOST PORT
+ *                                  a raw discovery login offering only
+ *                                  AuthMethod=CHAP: login reject 0201h
  */
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -209,6 +215,13 @@ static uint64_t thin_fill(struct thin *th, const char *round, uint8_t *buf)
 	return mib;
 }
 
+/* Both counts are rounded down to whole sets: their sum may lose one. */
+static bool same_total(uint32_t t, uint32_t t0)
+{
+	printf("total %u MiB (at first %u)\n", t, t0);
+	return t + 1 >= t0 && t <= t0 + 1;
+}
+
 static int thin(const char *url, unsigned pct)
 {
 	struct thin th = { .pct = pct };
@@ -267,11 +280,17 @@ static int thin(const char *url, unsigned pct)
 	       (unsigned long long)(th.blocks / CHUNK_BLKS));
 
 	mib = thin_fill(&th, "first fill", buf);
-	check(thin_log(&th, &a, &u) && a * 100 < (a + u) * pct && a + u == a0 + u0 &&
+	a = u = 0;
+	check(thin_log(&th, &a, &u) && a * 100 < (a + u) * pct && same_total(a + u, a0 + u0) &&
 	      u >= mib * 9 / 10,
 	      "thin: LOG SENSE after the fill: little available, the data used, same total");
-	check(thin_write(&th, 0, buf) == 1 && th.uas == 1,
-	      "thin: the next write is refused too, with no second UA");
+	/* a checkpoint may still free a segment or two the log had in use:
+	 * new writes may take those, then are refused again */
+	for (uint64_t i = 1; i <= 16; i++)
+		if ((rc = thin_write(&th, th.blocks - i * CHUNK_BLKS, buf)) != 0)
+			break;
+	check(rc == 1 && th.uas == 1,
+	      "thin: new writes are refused again (after at most 16 MiB), no second UA");
 
 	for (uint64_t lba = 0; lba < th.blocks && n < 64; lba += 1u << 20) {
 		ul[n].lba = lba;
@@ -285,7 +304,8 @@ static int thin(const char *url, unsigned pct)
 	for (int i = 0; i < 300 && (rc = thin_write(&th, 0, buf)) == 1; i++)
 		usleep(100000);
 	check(rc == 0, "thin: after the UNMAP a write succeeds again");
-	check(thin_log(&th, &a, &u) && a >= a0 - 2 && a + u == a0 + u0,
+	a = u = 0;
+	check(thin_log(&th, &a, &u) && a >= a0 - 2 && same_total(a + u, a0 + u0),
 	      "thin: LOG SENSE after the UNMAP: the space is available again");
 	thin_fill(&th, "second fill (re-armed)", buf);
 
@@ -296,6 +316,85 @@ static int thin(const char *url, unsigned pct)
 	return failed;
 }
 
+/* ---- discovery sessions and CHAP --------------------------------------- */
+
+static int disc(const char *portal, const char *name, char **cred, int ncred)
+{
+	struct iscsi_context *ctx = iscsi_create_context(name);
+	struct iscsi_discovery_address *da, *a;
+	int n = 0;
+
+	if (!ctx)
+		return 99;
+	iscsi_set_session_type(ctx, ISCSI_SESSION_DISCOVERY);
+	iscsi_set_noautoreconnect(ctx, 1);
+	if ((ncred >= 2 && iscsi_set_initiator_username_pwd(ctx, cred[0], cred[1]) != 0) ||
+	    (ncred >= 4 && iscsi_set_target_username_pwd(ctx, cred[2], cred[3]) != 0)) {
+		fprintf(stderr, "CHAP settings: %s\n", iscsi_get_error(ctx));
+		return 99;
+	}
+	if (iscsi_connect_sync(ctx, portal) != 0) {
+		fprintf(stderr, "connect %s: %s\n", portal, iscsi_get_error(ctx));
+		return 99;
+	}
+	if (iscsi_login_sync(ctx) != 0) {
+		printf("login failed: %s\n", iscsi_get_error(ctx));
+		iscsi_destroy_context(ctx);
+		return 2;
+	}
+	da = iscsi_discovery_sync(ctx);
+	for (a = da; a; a = a->next, n++)
+		printf("target %s\n", a->target_name);
+	if (da)
+		iscsi_free_discovery_data(ctx, da);
+	iscsi_logout_sync(ctx);
+	iscsi_destroy_context(ctx);
+	return n > 0 ? 0 : 1;
+}
+
+/* A discovery login offering AuthMethod=CHAP alone, by hand (libiscsi
+ * always offers None too): with no discovery CHAP set it must be refused
+ * with status 0201h (authentication failure), not dropped or hung. */
+static int disc_chap_only(const char *host, const char *port)
+{
+	static const char keys[] = "InitiatorName=iqn.2024-01.org.sluice.test:raw\0"
+	                           "SessionType=Discovery\0AuthMethod=CHAP\0";
+	uint8_t pdu[48 + 96] = { 0 }, rsp[48];
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai;
+	size_t dlen = sizeof(keys) - 1, got = 0;
+	struct timeval tv = { 10, 0 };
+	int fd;
+
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		return 99;
+	fd = socket(ai->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		freeaddrinfo(ai);
+		return 99;
+	}
+	freeaddrinfo(ai);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	pdu[0] = 0x40 | 0x03;                   /* Login Request, immediate */
+	pdu[1] = 0x80 | 0x01;                  /* T, CSG 0 -> NSG 1 */
+	pdu[7] = (uint8_t)dlen;                 /* DataSegmentLength */
+	pdu[8] = 0x80;                          /* ISID: random type */
+	pdu[13] = 0x2a;
+	memcpy(pdu + 48, keys, dlen);
+	if (write(fd, pdu, 48 + ((dlen + 3) & ~(size_t)3)) < 0)
+		return 99;
+	while (got < sizeof(rsp)) {
+		ssize_t r = read(fd, rsp + got, sizeof(rsp) - got);
+
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	check(got == sizeof(rsp) && (rsp[0] & 0x3f) == 0x23 && rsp[36] == 0x02 &&
+	      rsp[37] == 0x01, "discovery offering only CHAP, none set: login reject 0201h");
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -303,6 +402,10 @@ int main(int argc, char **argv)
 		return hold(argv[2], argv[3]);
 	if (argc == 4 && strcmp(argv[1], "thin") == 0)
 		return thin(argv[2], (unsigned)atoi(argv[3]));
+	if (argc >= 4 && argc <= 8 && argc != 5 && argc != 7 && strcmp(argv[1], "disc") == 0)
+		return disc(argv[2], argv[3], argv + 4, argc - 4);
+	if (argc == 4 && strcmp(argv[1], "disc-chap-only") == 0)
+		return disc_chap_only(argv[2], argv[3]);
 	fprintf(stderr, "usage: see the top of tests/iscsi/ops_test.c\n");
 	return 99;
 }
