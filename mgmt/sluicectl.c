@@ -892,6 +892,17 @@ static int cmd_target_list(struct ctl *c, char **argv)
 	return CTL_OK;
 }
 
+/* " (user U, target user T)" and the end of the line. */
+static void chap_users_print(const json_t *chap)
+{
+	const json_t *mutual = json_object_get(chap, "mutual_user");
+
+	if (chap && !json_is_null(chap))
+		printf(" (user %s%s%s)", ctl_str(chap, "user"), mutual ? ", target user " : "",
+		       mutual ? json_string_value(mutual) : "");
+	putchar('\n');
+}
+
 static void target_print(struct ctl *c, const json_t *t)
 {
 	char luns[1024], allow[1024];
@@ -905,11 +916,7 @@ static void target_print(struct ctl *c, const json_t *t)
 	target_allow_format(t, allow, sizeof(allow));
 	printf("iqn:    %s\nluns:   %s\nallow:  %s\nchap:   %s", ctl_str(t, "iqn"), luns,
 	       allow, target_chap_kind(t));
-	if (chap)
-		printf(" (user %s%s%s)", ctl_str(chap, "user"),
-		       json_object_get(chap, "mutual_user") ? ", target user " : "",
-		       json_object_get(chap, "mutual_user") ? ctl_str(chap, "mutual_user") : "");
-	putchar('\n');
+	chap_users_print(chap);
 }
 
 static int cmd_target_show(struct ctl *c, char **argv)
@@ -1044,15 +1051,9 @@ static void discovery_print(struct ctl *c, const json_t *d)
 		ctl_json_print(d);
 		return;
 	}
-	if (json_is_null(chap))
-		chap = NULL;
-	printf("discovery chap: %s", chap ? (json_object_get(chap, "mutual_user") ?
-	       "mutual" : "one-way") : "none (discovery needs no authentication)");
-	if (chap)
-		printf(" (user %s%s%s)", ctl_str(chap, "user"),
-		       json_object_get(chap, "mutual_user") ? ", target user " : "",
-		       json_object_get(chap, "mutual_user") ? ctl_str(chap, "mutual_user") : "");
-	putchar('\n');
+	printf("discovery chap: %s", json_is_object(chap) ? target_chap_kind(d) :
+	       "none (discovery needs no authentication)");
+	chap_users_print(chap);
 }
 
 static int cmd_discovery_show(struct ctl *c, char **argv)
