@@ -309,7 +309,9 @@ static int thin(const char *url, unsigned pct)
 	      "thin: LOG SENSE after the UNMAP: the space is available again");
 	thin_fill(&th, "second fill (re-armed)", buf);
 
-	iscsi_unmap_sync(th.ctx, th.lun, 0, 0, ul, n);
+	t = iscsi_unmap_sync(th.ctx, th.lun, 0, 0, ul, n);   /* leave the pool empty */
+	if (t)
+		scsi_free_scsi_task(t);
 	iscsi_logout_sync(th.ctx);
 	iscsi_destroy_context(th.ctx);
 	free(buf);
