@@ -12,7 +12,8 @@
 #   discovery  discovery CHAP set through PUT /discovery: without it None
 #              is accepted and CHAP alone refused cleanly; with one-way and
 #              then mutual CHAP, SendTargets needs the right secrets; null
-#              turns it off again; GET never shows secrets; bad bodies 400
+#              turns it off again; GET never shows secrets; bad bodies 400;
+#              the setting survives a restart
 #
 # Needs sluiced, sluicectl, curl and jq. Readiness is polled, never slept
 # for; sluiced is always killed at the end (iscsi-lib.sh).
@@ -197,12 +198,25 @@ discovery_test() {
 	disc "mutual CHAP: the target's wrong secret is refused by the initiator" 2 \
 		disc disc-secret-12 array wrong-secret-99
 
+}
+
+# discovery_restart_test: the setting lives in the pool: a restart keeps it
+discovery_restart_test() {
+	get /discovery >"$work/d.json"
+	[ "$(jq -c . "$work/d.json")" = '{"chap":{"user":"disc","mutual_user":"array"}}' ] &&
+		ok "discovery: mutual CHAP kept through a restart" ||
+		not_ok "discovery: after a restart: $(cat "$work/d.json")"
+	disc "after a restart: no CHAP is still refused" 2
+	disc "after a restart: the right secrets log in" 0 disc disc-secret-12 array array-secret-34
 	[ "$(put_discovery '{"chap":null}')" = 200 ] &&
 		ok "discovery: PUT null turns CHAP off" || not_ok "discovery: PUT null: $(cat "$work/put.out")"
 	disc "CHAP off again: None logs in" 0
 }
 discovery_test
 daemon_stop "sessions and discovery" "$work/sluiced.log"
+start "$work/data"
+discovery_restart_test
+daemon_stop "discovery after a restart" "$work/sluiced.log"
 
 # ---- thin provisioning ---------------------------------------------------
 
