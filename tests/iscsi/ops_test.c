@@ -224,7 +224,8 @@ static bool same_total(uint32_t t, uint32_t t0)
 
 static int thin(const char *url, unsigned pct)
 {
-	struct thin th = { .pct = pct };
+	struct thin th = { .pct = pct }, th2 = { .pct = pct };
+	uint8_t tur[6] = { 0 };
 	uint8_t *buf = malloc(CHUNK_BLKS * BLK), cdb[6] = { 0x12, 1, 0xb2, 0, 64, 0 };
 	uint8_t ls[10] = { 0x4d, 0, 0x40, 0, 0, 0, 0, 0, 64, 0 };
 	struct unmap_list ul[64];
@@ -279,7 +280,19 @@ static int thin(const char *url, unsigned pct)
 	printf("pool: %u MiB available, %u used; volume %llu MiB\n", a0, u0,
 	       (unsigned long long)(th.blocks / CHUNK_BLKS));
 
+	/* a second nexus, idle while the first fills the pool */
+	th2.ctx = login(url, "iqn.2024-01.org.sluice.test:thin-2", &th2.lun);
+	t = thin_cmd(&th2, tur, 6, SCSI_XFER_NONE, NULL, 0);
+	scsi_free_scsi_task(t);
+	th2.uas = 0;
 	mib = thin_fill(&th, "first fill", buf);
+	for (int i = 0; i < 3; i++) {
+		t = thin_cmd(&th2, tur, 6, SCSI_XFER_NONE, NULL, 0);
+		scsi_free_scsi_task(t);
+	}
+	check(th2.uas == 1, "thin: the other nexus gets the soft threshold UA too, once");
+	iscsi_logout_sync(th2.ctx);
+	iscsi_destroy_context(th2.ctx);
 	a = u = 0;
 	check(thin_log(&th, &a, &u) && a * 100 < (a + u) * pct && same_total(a + u, a0 + u0) &&
 	      u >= mib * 9 / 10,
