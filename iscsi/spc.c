@@ -335,6 +335,29 @@ static const struct {
 };
 #define SPC_NPAGES (sizeof(spc_pages) / sizeof(spc_pages[0]))
 
+/* SBC-3 6.5.6 Logical Block Provisioning (1Ch/02h, subpage format): one
+ * soft threshold on the pool's available resource count, armed on a
+ * decrease, its unit attention for every nexus (SITUA 0). Read-only: the
+ * threshold is the daemon's thin_threshold_percent. */
+#define SPC_LBP_PAGE_LEN        24u
+
+static void page_lbp(const struct scsi_lu *lu, unsigned pc, uint8_t *p)
+{
+	struct store_pool_stats st;
+	uint64_t sets;
+
+	p[0] = 0x40 | 0x1c;                     /* SPF */
+	p[1] = 0x02;
+	put16(p + 2, SPC_LBP_PAGE_LEN - 4);
+	if (pc == SCSI_MODE_PC_CHANGEABLE || !lu->thin_pct)
+		return;
+	store_pool_get_stats(lu->pool, &st);
+	sets = st.capacity_bytes / 100 * lu->thin_pct / (SCSI_BLOCK << SCSI_THIN_EXP);
+	p[16] = 0x80;           /* ENABLED; type 0 soft, arming 0 on a decrease */
+	p[17] = 0x01;           /* THRESHOLD RESOURCE: available resource count */
+	put32(p + 20, sets > UINT32_MAX ? UINT32_MAX : (uint32_t)sets);
+}
+
 int spc_mode_sense(struct scsi_task *t)
 {
 	bool ten = t->cdb[0] == SCSI_MODE_SENSE_10, dbd = t->cdb[1] & 0x08;
@@ -346,7 +369,8 @@ int spc_mode_sense(struct scsi_task *t)
 
 	if (pc == SCSI_MODE_PC_SAVED)
 		return scsi_sense(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_SAVING_NOT_SUPPORTED);
-	if (sub != 0 && !(page == SCSI_MODE_PAGE_ALL && sub == 0xff))
+	if (sub != 0 && !(page == SCSI_MODE_PAGE_ALL && sub == 0xff) &&
+	    !(page == 0x1c && sub == 0x02))
 		return scsi_sense_field(t, SCSI_SK_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_CDB,
 		                        true, 3, 7);
 	n = hdr;
@@ -357,11 +381,16 @@ int spc_mode_sense(struct scsi_task *t)
 		put32(d + n + 4, SCSI_BLOCK);
 		n += 8;
 	}
-	for (size_t i = 0; i < SPC_NPAGES; i++) {
+	for (size_t i = 0; i < SPC_NPAGES && sub != 0x02; i++) {
 		if (page != SCSI_MODE_PAGE_ALL && page != spc_pages[i].page)
 			continue;
 		spc_pages[i].fn(lu, pc, d + n);
 		n += spc_pages[i].len;
+		found = true;
+	}
+	if (sub == 0xff || sub == 0x02) {       /* all pages and subpages, or it */
+		page_lbp(lu, pc, d + n);
+		n += SPC_LBP_PAGE_LEN;
 		found = true;
 	}
 	if (!found)

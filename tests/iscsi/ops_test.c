@@ -277,6 +277,23 @@ static int thin(const char *url, unsigned pct)
 	}
 	check(thin_log(&th, &a0, &u0) && a0 > u0 && a0 + u0 >= 16,
 	      "thin: LOG SENSE page 0Ch: available and used resource counts");
+	{
+		/* MODE SENSE(10), DBD, 1Ch/02h: the threshold descriptor */
+		uint8_t ms[10] = { 0x5a, 0x08, 0x1c, 0x02, 0, 0, 0, 0, 64, 0 };
+		const uint8_t *p;
+		uint32_t cnt = 0;
+
+		t = thin_cmd(&th, ms, 10, SCSI_XFER_READ, NULL, 64);
+		p = t->datain.data + 8;
+		if (t->status == SCSI_STATUS_GOOD && t->datain.size >= 32)
+			cnt = (uint32_t)p[20] << 24 | p[21] << 16 | p[22] << 8 | p[23];
+		printf("LBP mode page: threshold count %u MiB\n", cnt);
+		check(t->status == SCSI_STATUS_GOOD && t->datain.size >= 32 && p[0] == 0x5c &&
+		      p[1] == 2 && p[3] == 20 && p[16] == 0x80 && p[17] == 1 &&
+		      cnt + 1 >= (a0 + u0) * pct / 100 && cnt <= (a0 + u0 + 1) * pct / 100,
+		      "thin: MODE SENSE 1Ch/02h: an enabled soft threshold at PCT % of the pool");
+		scsi_free_scsi_task(t);
+	}
 	printf("pool: %u MiB available, %u used; volume %llu MiB\n", a0, u0,
 	       (unsigned long long)(th.blocks / CHUNK_BLKS));
 
