@@ -200,6 +200,7 @@ auth_test() {
 	         "GET /targets" "POST /targets" "GET /targets/iqn.2024-01.com.example:t" \
 	         "PATCH /targets/iqn.2024-01.com.example:t" \
 	         "DELETE /targets/iqn.2024-01.com.example:t" "GET /sessions" \
+	         "GET /discovery" "PUT /discovery" \
 	         "GET /stats" "GET /metrics"; do
 		m=${r%% *} p=${r#* }
 		noauth "$m" "$p" --data-binary '{"name":"x","size":512}'
