@@ -412,6 +412,7 @@ static void sbc_ws_next(void *arg, int err)
 	if (err < 0 || t->pos >= t->end) {
 		free(t->priv);
 		t->priv = NULL;
+		t->pos = (t->end - t->req.lba) * SCSI_BLOCK;    /* what the hook reports */
 		sbc_write_done(t, err);
 		return;
 	}
