@@ -7,7 +7,14 @@
  * server's answers are read and dropped; the run ends when the server closes
  * the connection or after a bounded number of loop turns. Whatever the
  * bytes, the server must neither crash nor leak, and must keep serving.
+ *
+ * Two things an input cannot know are filled in (make_iscsi_seeds.py
+ * writes the seeds): FUZZ_NAA_MARK stands for the LU's NAA, which comes
+ * from the pool's random UUID, so that EXTENDED COPY descriptors and ROD
+ * tokens can name the LU; and an input that offers "AuthMethod=CHAP" meets
+ * a discovery CHAP account, the others none (so SendTargets stays open).
  */
+#define _GNU_SOURCE             /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
@@ -23,12 +30,16 @@
 #include <unistd.h>
 
 #include "iscsi/iscsi.h"
+#include "iscsi/scsi.h"         /* SCSI_NAA_OUI */
 #include "store/store.h"
 #include "tests/lib/crash_backend.h"
 #include "tests/lib/testlib.h"
 
 #define FUZZ_IQN    "iqn.2026-11.io.sluice:fuzz"
-#define FUZZ_TURNS  400
+#define FUZZ_TURNS  1000
+#define FUZZ_QUIET  50
+#define FUZZ_NAA_MARK "\xfe\xedNAA-of-fuzz-LU"       /* 16 bytes */
+#define FUZZ_CHAP   "AuthMethod=CHAP"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,7 +48,50 @@ static struct {
 	struct store_pool *pool;
 	struct iscsi_srv  *srv;
 	uint16_t           port;
+	uint8_t            naa[16];     /* as iscsi/lu.c makes it */
+	bool               disc_chap;   /* the discovery record has CHAP */
 } fz;
+
+static void fuzz_naa(void)
+{
+	struct store_pool_stats st;
+	struct store_vol_info info;
+	struct store_vol *v;
+	uint64_t hi = (uint64_t)6 << 60 | (uint64_t)SCSI_NAA_OUI << 36, lo, u0 = 0, u1 = 0;
+
+	if (store_vol_open(fz.pool, "v0", &v) < 0)
+		abort();
+	store_vol_get_info(v, &info);
+	store_vol_close(v);
+	store_pool_get_stats(fz.pool, &st);
+	for (int i = 0; i < 8; i++) {
+		u0 = u0 << 8 | st.uuid[i];
+		u1 = u1 << 8 | st.uuid[8 + i];
+	}
+	hi |= u0 >> 28;
+	lo = (u0 & 0x0fffffffull) << 36 | (u1 >> 60) << 32 | info.id;
+	for (int i = 0; i < 8; i++) {
+		fz.naa[i] = (uint8_t)(hi >> (56 - 8 * i));
+		fz.naa[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
+	}
+}
+
+static void fuzz_disc_chap(bool on)
+{
+	static const char chap[] = "{\"chap\": {\"user\": \"disc\", \"secret\": "
+	                           "\"disc-secret-12\", \"mutual_user\": \"tgt\", "
+	                           "\"mutual_secret\": \"tgt-secret-123\"}}";
+	static const char none[] = "{\"chap\": null}";
+	struct tl_op op = { 0 };
+
+	if (on == fz.disc_chap)
+		return;
+	store_meta_put(fz.pool, ISCSI_DISCOVERY_KEY, on ? chap : none,
+	               on ? sizeof(chap) - 1 : sizeof(none) - 1, tl_done, &op);
+	if (tl_wait(fz.loop, &op))
+		abort();
+	fz.disc_chap = on;
+}
 
 static void fuzz_setup(void)
 {
@@ -61,6 +115,7 @@ static void fuzz_setup(void)
 	if (tl_wait(fz.loop, &op) || iscsi_srv_create(fz.loop, fz.pool, &so, &fz.srv))
 		abort();
 	fz.port = iscsi_srv_port(fz.srv, 0);
+	fuzz_naa();
 }
 
 /* A connect interrupted by libFuzzer's timer signal goes on by itself:
@@ -99,9 +154,9 @@ static int fuzz_connect(void)
 	return fd;
 }
 
-/* Sends what fits, runs the loop, drains the answers; true once the server
- * has closed the connection. */
-static bool fuzz_turn(int fd, const uint8_t *data, size_t size, size_t *sent)
+/* Sends what fits, runs the loop, drains the answers (*got: some came);
+ * true once the server has closed the connection. */
+static bool fuzz_turn(int fd, const uint8_t *data, size_t size, size_t *sent, bool *got)
 {
 	char sink[65536];
 	ssize_t n;
@@ -110,30 +165,50 @@ static bool fuzz_turn(int fd, const uint8_t *data, size_t size, size_t *sent)
 		n = write(fd, data + *sent, size - *sent);
 		if (n > 0)
 			*sent += (size_t)n;
-		if (*sent == size)
-			shutdown(fd, SHUT_WR);
 	}
 	ev_run(fz.loop, EVRUN_NOWAIT);
+	*got = false;
 	while ((n = read(fd, sink, sizeof(sink))) > 0)
-		;
+		*got = true;
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	uint8_t *copy = NULL;
 	size_t sent = 0;
 	int fd;
 
 	if (!fz.loop)
 		fuzz_setup();
+	fuzz_disc_chap(size && memmem(data, size, FUZZ_CHAP, strlen(FUZZ_CHAP)));
+	if (size >= 16 && memmem(data, size, FUZZ_NAA_MARK, 16)) {
+		uint8_t *p;
+
+		if (!(copy = malloc(size)))
+			abort();
+		memcpy(copy, data, size);
+		for (p = copy; (p = memmem(p, size - (size_t)(p - copy), FUZZ_NAA_MARK, 16));)
+			memcpy(p, fz.naa, 16);
+		data = copy;
+	}
 	fd = fuzz_connect();
-	if (size == 0)
-		shutdown(fd, SHUT_WR);
-	for (int turn = 0; turn < FUZZ_TURNS; turn++)
-		if (fuzz_turn(fd, data, size, &sent))
+	/* The end of the input closes our side once the server has been quiet
+	 * for FUZZ_QUIET turns: commands that wait for the store (writes, PR
+	 * changes kept across power loss) answer before the server sees EOF
+	 * and drops what is still in flight. */
+	for (int turn = 0, quiet = 0; turn < FUZZ_TURNS; turn++) {
+		bool got;
+
+		if (fuzz_turn(fd, data, size, &sent, &got))
 			break;
+		quiet = got || sent < size ? 0 : quiet + 1;
+		if (quiet == FUZZ_QUIET)
+			shutdown(fd, SHUT_WR);
+	}
 	close(fd);
 	for (int turn = 0; turn < 20; turn++)     /* let the server see the close */
 		ev_run(fz.loop, EVRUN_NOWAIT);
+	free(copy);
 	return 0;
 }
