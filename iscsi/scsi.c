@@ -348,7 +348,8 @@ void scsi_lu_refresh(struct scsi_lu *lu, const struct scsi_itl *itl)
 		lu->sectors = info.sectors;
 		scsi_lu_ua_set(lu, SCSI_UA_CAPACITY, NULL);
 	}
-	if (info.write_back != lu->write_back) {
+	/* a MODE SELECT's change is in the store once durable: not ours to undo */
+	if (info.write_back != lu->write_back && lu->wb_changing == 0) {
 		lu->write_back = info.write_back;
 		scsi_lu_ua_set(lu, SCSI_UA_MODE_CHANGED, itl);
 	}

@@ -190,6 +190,7 @@ struct scsi_lu {
 	char                    serial[40];
 	uint64_t                sectors;        /* last seen: a change is a UA */
 	bool                    write_back;     /* last seen */
+	uint32_t                wb_changing;    /* MODE SELECTs changing it, in flight */
 	bool                    d_sense;        /* control mode page D_SENSE */
 	bool                    swp;            /* control mode page SWP: read-only */
 	bool                    snapshot;       /* a snapshot: read-only whatever SWP says */

@@ -423,6 +423,7 @@ static void spc_ws_done(void *arg, int err)
 {
 	struct scsi_task *t = arg;
 
+	t->itl->lu->wb_changing--;
 	if (err < 0)
 		scsi_sense_store(t, err, true);
 	else
@@ -498,6 +499,7 @@ int spc_mode_select(struct scsi_task *t)
 	if (sel.wce == lu->write_back)
 		return scsi_good(t);
 	lu->write_back = sel.wce;
+	lu->wb_changing++;
 	store_vol_set_write_back(lu->pool, lu->name, sel.wce, spc_ws_done, t);
 	return SCSI_ASYNC;
 }
