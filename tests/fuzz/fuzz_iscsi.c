@@ -13,6 +13,10 @@
  * from the pool's random UUID, so that EXTENDED COPY descriptors and ROD
  * tokens can name the LU; and an input that offers "AuthMethod=CHAP" meets
  * a discovery CHAP account, the others none (so SendTargets stays open).
+ * FUZZ_TOKEN_MARK stands for the 512 bytes of the last ROD token the server
+ * sent (RECEIVE ROD TOKEN INFORMATION): sending stops there until one came
+ * or the server is quiet, so that WRITE USING TOKEN can use a real token
+ * (the LU, and its tokens, live as long as the session: no other way).
  */
 #define _GNU_SOURCE             /* memmem */
 #include <arpa/inet.h>
@@ -40,6 +44,8 @@
 #define FUZZ_QUIET  50
 #define FUZZ_NAA_MARK "\xfe\xedNAA-of-fuzz-LU"       /* 16 bytes */
 #define FUZZ_CHAP   "AuthMethod=CHAP"
+#define FUZZ_TOKEN_MARK "\xfe\xedROD-token-here"      /* 16 bytes */
+#define FUZZ_TOKEN_LEN  512
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -50,6 +56,8 @@ static struct {
 	uint16_t           port;
 	uint8_t            naa[16];     /* as iscsi/lu.c makes it */
 	bool               disc_chap;   /* the discovery record has CHAP */
+	bool               have_token;  /* token: the last one seen */
+	uint8_t            token[FUZZ_TOKEN_LEN];
 } fz;
 
 static void fuzz_naa(void)
@@ -154,11 +162,34 @@ static int fuzz_connect(void)
 	return fd;
 }
 
+/* A point in time ROD token (ROD type 0080000xh, length 1F8h), as
+ * copy.c makes them, in an answer read whole. */
+static void fuzz_token_seen(const uint8_t *d, size_t len)
+{
+	static const uint8_t hdr[] = { 0x00, 0x80, 0x00 }, tlen[] = { 0, 0, 0x01, 0xf8 };
+	const uint8_t *p;
+
+	for (p = d; (p = memmem(p, len - (size_t)(p - d), hdr, 3)); p++)
+		if (p + FUZZ_TOKEN_LEN <= d + len && p[3] <= 1 && !memcmp(p + 4, tlen, 4)) {
+			memcpy(fz.token, p, FUZZ_TOKEN_LEN);
+			fz.have_token = true;
+			return;
+		}
+}
+
+/* Where sending stops next: the next token mark at or after from. */
+static size_t fuzz_stop(const uint8_t *data, size_t size, size_t from)
+{
+	const uint8_t *m = from < size ? memmem(data + from, size - from, FUZZ_TOKEN_MARK, 16) : NULL;
+
+	return m ? (size_t)(m - data) : size;
+}
+
 /* Sends what fits, runs the loop, drains the answers (*got: some came);
  * true once the server has closed the connection. */
 static bool fuzz_turn(int fd, const uint8_t *data, size_t size, size_t *sent, bool *got)
 {
-	char sink[65536];
+	uint8_t sink[65536];
 	ssize_t n;
 
 	if (*sent < size) {
@@ -168,21 +199,24 @@ static bool fuzz_turn(int fd, const uint8_t *data, size_t size, size_t *sent, bo
 	}
 	ev_run(fz.loop, EVRUN_NOWAIT);
 	*got = false;
-	while ((n = read(fd, sink, sizeof(sink))) > 0)
+	while ((n = read(fd, sink, sizeof(sink))) > 0) {
 		*got = true;
+		fuzz_token_seen(sink, (size_t)n);
+	}
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t *copy = NULL;
-	size_t sent = 0;
+	size_t sent = 0, stop;
 	int fd;
 
 	if (!fz.loop)
 		fuzz_setup();
 	fuzz_disc_chap(size && memmem(data, size, FUZZ_CHAP, strlen(FUZZ_CHAP)));
-	if (size >= 16 && memmem(data, size, FUZZ_NAA_MARK, 16)) {
+	if (size >= 16 && (memmem(data, size, FUZZ_NAA_MARK, 16) ||
+	                   memmem(data, size, FUZZ_TOKEN_MARK, 16))) {
 		uint8_t *p;
 
 		if (!(copy = malloc(size)))
@@ -192,6 +226,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(p, fz.naa, 16);
 		data = copy;
 	}
+	fz.have_token = false;
+	stop = fuzz_stop(data, size, 0);
 	fd = fuzz_connect();
 	/* The end of the input closes our side once the server has been quiet
 	 * for FUZZ_QUIET turns: commands that wait for the store (writes, PR
@@ -200,11 +236,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int turn = 0, quiet = 0; turn < FUZZ_TURNS; turn++) {
 		bool got;
 
-		if (fuzz_turn(fd, data, size, &sent, &got))
+		if (fuzz_turn(fd, data, stop, &sent, &got))
 			break;
-		quiet = got || sent < size ? 0 : quiet + 1;
-		if (quiet == FUZZ_QUIET)
+		quiet = got || sent < stop ? 0 : quiet + 1;
+		if (stop < size && sent == stop && (fz.have_token || quiet == FUZZ_QUIET)) {
+			if (fz.have_token && stop + FUZZ_TOKEN_LEN <= size)
+				memcpy(copy + stop, fz.token, FUZZ_TOKEN_LEN);
+			stop = fuzz_stop(data, size, stop + 16);
+			quiet = 0;
+		} else if (quiet == FUZZ_QUIET) {
 			shutdown(fd, SHUT_WR);
+		}
 	}
 	close(fd);
 	for (int turn = 0; turn < 20; turn++)     /* let the server see the close */

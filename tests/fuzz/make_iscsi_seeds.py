@@ -6,7 +6,9 @@ feature phase on the fuzz target's IQN, then SCSI Command PDUs (immediate
 data, or Data-Out PDUs) with consistent ITT, CmdSN and lengths, so that
 libFuzzer starts from commands that reach their parameter parsers. The
 16 bytes NAA_MARK stand for the fuzz LU's NAA: fuzz_iscsi.c replaces them
-with it before sending, as the NAA comes from the pool's random UUID.
+with it before sending, as the NAA comes from the pool's random UUID; a
+ROD token that starts with TOKEN_MARK is replaced by the last token the
+server sent in the session (its secret is random).
 
     tests/fuzz/make_iscsi_seeds.py tests/fuzz/fuzz_iscsi.in
 
@@ -20,7 +22,8 @@ import sys
 IQN = b"iqn.2026-11.io.sluice:fuzz"
 INITIATOR = b"iqn.2026-11.io.sluice:fuzzer"
 NAA_MARK = b"\xfe\xedNAA-of-fuzz-LU"
-assert len(NAA_MARK) == 16
+TOKEN_MARK = b"\xfe\xedROD-token-here"
+assert len(NAA_MARK) == 16 and len(TOKEN_MARK) == 16
 BLOCK = 512
 
 
@@ -480,6 +483,39 @@ def seeds():
     x.cmd(cdb_rcr(0x07, 0x202), read=True)
     x.cmd(cdb_rcr(0x07, 0x999), read=True)
     s["token-bad"] = x
+
+    # WRITE USING TOKEN with the token RRTI returned (TOKEN_MARK)
+    tok = TOKEN_MARK + b"\0" * 496
+    x = new()
+    p = populate_token([(600, 8), (700, 8)], timeout=60)
+    x.cmd(cdb_xcopy(len(p), sa=0x10, list_id=0x300), p)
+    x.cmd(cdb_rcr(0x07, 0x300, alloc=0x800), read=True)
+    p = write_using_token(tok, [(800, 12), (820, 4)])
+    x.cmd(cdb_xcopy(len(p), sa=0x11, list_id=0x301), p)
+    p = write_using_token(tok, [(900, 8)], off=4, del_tkn=True)
+    x.cmd(cdb_xcopy(len(p), sa=0x11, list_id=0x302), p)
+    x.cmd(cdb_rcr(0x07, 0x302), read=True)
+    p = write_using_token(tok, [(910, 8)])             # deleted by now
+    x.cmd(cdb_xcopy(len(p), sa=0x11, list_id=0x303), p)
+    x.cmd(cdb_rcr(0x00, 0x301), read=True)
+    s["token-wut"] = x
+    x = new()
+    p = populate_token([(1000, 16)])
+    x.cmd(cdb_xcopy(len(p), sa=0x10, list_id=0x400), p)
+    x.cmd(cdb_rcr(0x07, 0x400, alloc=0x800), read=True)
+    for p in (write_using_token(tok, [(1100, 8)], off=16),          # past the token
+              write_using_token(tok, [(1100, 8)], off=0xffffffffffff),
+              write_using_token(tok, [(2040, 0x100)]),             # past the LU
+              write_using_token(tok, [(1100, 4)] * 70),
+              write_using_token(tok, [(1100, 0)]),
+              write_using_token(tok, [(1100, 8), (1050, 8)], off=15),
+              write_using_token(tok, [(1004, 8)])):               # over its own source
+        x.cmd(cdb_xcopy(len(p), sa=0x11, list_id=0x401), p)
+    x.cmd(cdb_write10(1000, 1), b"\x99" * BLOCK)         # revokes it
+    p = write_using_token(tok, [(1200, 8)])
+    x.cmd(cdb_xcopy(len(p), sa=0x11, list_id=0x402), p)
+    x.cmd(cdb_rcr(0x07, 0x402), read=True)
+    s["token-wut-bad"] = x
     for v in s.values():
         v.logout()
     return {k: v.bytes() for k, v in s.items()}
