@@ -8,7 +8,8 @@
 # corpus in the build tree (<target>.corpus/, kept between runs); findings
 # are written next to it as crash-*, leak-*, timeout-* or oom-* files.
 FUZZ_SECONDS = 60
-FUZZ_TARGETS = tests/fuzz/fuzz_pool_open$(EXEEXT) tests/fuzz/fuzz_iscsi$(EXEEXT)
+FUZZ_TARGETS = tests/fuzz/fuzz_pool_open$(EXEEXT) tests/fuzz/fuzz_iscsi$(EXEEXT) \
+	tests/fuzz/fuzz_mgmt$(EXEEXT)
 FUZZ_RUN_FLAGS = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 	-print_final_stats=1
 EXTRA_DIST += %reldir%/fuzz_pool_open.in
@@ -48,6 +49,7 @@ fuzz-run: $(FUZZ_TARGETS)
 
 # The iSCSI target's network parsers, fed over loopback TCP (fuzz_iscsi.c).
 EXTRA_DIST += %reldir%/fuzz_iscsi.in
+EXTRA_DIST += %reldir%/make_iscsi_seeds.py     # writes most of fuzz_iscsi.in
 tests_fuzz_fuzz_iscsi_SOURCES = %reldir%/fuzz_iscsi.c
 tests_fuzz_fuzz_iscsi_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DFUZZ_CORPUS='"$(abs_top_srcdir)/%reldir%/fuzz_iscsi.in"'
@@ -58,4 +60,18 @@ tests_fuzz_fuzz_iscsi_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
 else
 check_PROGRAMS += tests/fuzz/fuzz_iscsi
 tests_fuzz_fuzz_iscsi_SOURCES += %reldir%/fuzz_main.c
+endif
+
+# The HTTP API's parsers and handlers, fed over loopback TCP (fuzz_mgmt.c).
+EXTRA_DIST += %reldir%/fuzz_mgmt.in
+tests_fuzz_fuzz_mgmt_SOURCES = %reldir%/fuzz_mgmt.c
+tests_fuzz_fuzz_mgmt_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DFUZZ_CORPUS='"$(abs_top_srcdir)/%reldir%/fuzz_mgmt.in"'
+tests_fuzz_fuzz_mgmt_LDADD = libsl_testlib.a $(SL_MGMT_LIBS) $(SL_ISCSI_LIBS)
+if FUZZER
+noinst_PROGRAMS += tests/fuzz/fuzz_mgmt
+tests_fuzz_fuzz_mgmt_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+else
+check_PROGRAMS += tests/fuzz/fuzz_mgmt
+tests_fuzz_fuzz_mgmt_SOURCES += %reldir%/fuzz_main.c
 endif
