@@ -6,17 +6,20 @@
  * real loopback TCP connection to the real API (mgmt_start()) serving a pool
  * in memory (the crash backend) that holds volume v0 (1 MiB), its snapshot
  * s0, a clone c0 of it, volume t0 (4 KiB: an image too large for it fits in
- * an input) and target FUZZ_IQN, which maps v0. Once the input is sent and the server
- * has gone quiet, the write side is shut; the run ends when the server
- * closes or after FUZZ_TURNS loop turns. Whatever the bytes, the server
- * must neither crash nor leak, and must still answer GET /health on a fresh
- * connection afterwards (else abort(): a finding).
+ * an input) and target FUZZ_IQN, which maps v0. What follows FUZZ_MARK in
+ * the input goes on a second connection, once the first one's requests are
+ * in (and may still be running: requests that meet each other). Once the
+ * server has gone quiet, the write sides are shut; the run ends when the
+ * server has closed them or after FUZZ_TURNS loop turns. Whatever the
+ * bytes, the server must neither crash nor leak, and must still answer
+ * GET /health on a fresh connection afterwards (else abort(): a finding).
  *
  * Each input starts from the same state, so that findings replay alone:
  * when an input changed the pool (a fingerprint of its volumes and
  * metadata records differs) the API and pool are torn down and built again,
  * and every FUZZ_REBUILD inputs anyway (the log grows with data writes).
  */
+#define _GNU_SOURCE             /* memmem */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
@@ -42,6 +45,9 @@
 #define FUZZ_QUIET      64      /* turns without a byte back: the server is idle */
 #define FUZZ_REBUILD    1000    /* inputs between two rebuilds, at most */
 #define FUZZ_POOL_BYTES (64u << 20)
+/* In an input, the end of what the first connection sends and the start of
+ * what a second one sends. */
+#define FUZZ_MARK       "\r\n~~next connection~~\r\n"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -214,56 +220,87 @@ static int fuzz_connect(void)
 	return fd;
 }
 
-/* Sends what fits, runs the loop, reads what came back (into reply, when
- * given, up to cap - 1 bytes, NUL-terminated). Returns the bytes read, or
- * -1 once the server has closed the connection. */
-static ssize_t fuzz_turn(int fd, const uint8_t *data, size_t size, size_t *sent,
-                         char *reply, size_t cap, size_t *got)
+/* A client connection: what it sends, and what came back (the reply is
+ * kept only when reply is set, up to cap - 1 bytes, NUL-terminated). */
+struct fuzz_conn {
+	int            fd;
+	const uint8_t *data;
+	size_t         size, sent;
+	char          *reply;
+	size_t         cap, got;
+	bool           closed;
+};
+
+static void fuzz_send(struct fuzz_conn *c)
+{
+	ssize_t n;
+
+	if (c->closed || c->sent == c->size)
+		return;
+	n = write(c->fd, c->data + c->sent, c->size - c->sent);
+	if (n > 0)
+		c->sent += (size_t)n;
+}
+
+/* Reads what came back; returns how much (0 once it is closed). */
+static size_t fuzz_recv(struct fuzz_conn *c)
 {
 	char sink[65536];
-	ssize_t n, total = 0;
+	size_t total = 0;
+	ssize_t n;
 
-	if (*sent < size) {
-		n = write(fd, data + *sent, size - *sent);
-		if (n > 0)
-			*sent += (size_t)n;
-	}
-	ev_run(fz.loop, EVRUN_NOWAIT);
-	while ((n = read(fd, sink, sizeof(sink))) > 0) {
-		total += n;
-		if (reply && *got + 1 < cap) {
-			size_t k = cap - 1 - *got < (size_t)n ? cap - 1 - *got : (size_t)n;
+	if (c->closed)
+		return 0;
+	while ((n = read(c->fd, sink, sizeof(sink))) > 0) {
+		total += (size_t)n;
+		if (c->reply && c->got + 1 < c->cap) {
+			size_t k = c->cap - 1 - c->got < (size_t)n ? c->cap - 1 - c->got : (size_t)n;
 
-			memcpy(reply + *got, sink, k);
-			*got += k;
-			reply[*got] = '\0';
+			memcpy(c->reply + c->got, sink, k);
+			c->got += k;
+			c->reply[c->got] = '\0';
 		}
 	}
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
-		return -1;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+		c->closed = true;
 	return total;
 }
 
-/* Sends data, waits for the server to go quiet, shuts the write side and
- * waits for the close; bounded. */
-static void fuzz_exchange(const uint8_t *data, size_t size, char *reply, size_t cap)
+/* Connection 0 sends all it has and the server goes quiet; then
+ * connection 1 (when there is one) does the same, while 0 stays open, so
+ * that its request can still be running (an image import waiting for the
+ * rest of its body, say); then both write sides are shut, and the run
+ * ends when the server has closed both, or after FUZZ_TURNS. */
+static void fuzz_exchange(struct fuzz_conn *c, int nconns)
 {
-	size_t sent = 0, got = 0;
-	int fd = fuzz_connect(), quiet = 0;
-	bool shut = false;
+	int active = 1, quiet = 0;
 
+	for (int i = 0; i < nconns; i++)
+		c[i].fd = fuzz_connect();
 	for (int turn = 0; turn < FUZZ_TURNS; turn++) {
-		ssize_t n = fuzz_turn(fd, data, size, &sent, reply, cap, &got);
+		size_t got = 0;
+		bool open = false, sending = false;
 
-		if (n < 0)
-			break;
-		quiet = n > 0 || sent < size ? 0 : quiet + 1;
-		if (!shut && quiet >= FUZZ_QUIET) {
-			shutdown(fd, SHUT_WR);
-			shut = true;
+		for (int i = 0; i < active && i < nconns; i++)
+			fuzz_send(&c[i]);
+		ev_run(fz.loop, EVRUN_NOWAIT);
+		for (int i = 0; i < nconns; i++) {
+			got += fuzz_recv(&c[i]);
+			open |= !c[i].closed;
+			sending |= i < active && c[i].sent < c[i].size && !c[i].closed;
 		}
+		if (!open)
+			break;
+		quiet = got || sending ? 0 : quiet + 1;
+		if (quiet < FUZZ_QUIET || active > nconns)
+			continue;
+		quiet = 0;
+		if (++active > nconns)
+			for (int i = 0; i < nconns; i++)
+				shutdown(c[i].fd, SHUT_WR);
 	}
-	close(fd);
+	for (int i = 0; i < nconns; i++)
+		close(c[i].fd);
 	for (int turn = 0; turn < 20; turn++)   /* let the server see the close */
 		ev_run(fz.loop, EVRUN_NOWAIT);
 }
@@ -274,8 +311,10 @@ static void fuzz_health(void)
 	static const char req[] = "GET /api/v1/health HTTP/1.1\r\nHost: fuzz\r\n"
 	                          "Connection: close\r\n\r\n";
 	char reply[256] = "";
+	struct fuzz_conn c = { .data = (const uint8_t *)req, .size = sizeof(req) - 1,
+	                       .reply = reply, .cap = sizeof(reply) };
 
-	fuzz_exchange((const uint8_t *)req, sizeof(req) - 1, reply, sizeof(reply));
+	fuzz_exchange(&c, 1);
 	if (strncmp(reply, "HTTP/1.1 200 ", 13) != 0) {
 		fprintf(stderr, "fuzz_mgmt: GET /api/v1/health after the input: %s\n",
 		        reply[0] ? reply : "no reply");
@@ -285,12 +324,22 @@ static void fuzz_health(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	const uint8_t *mark = memmem(data, size, FUZZ_MARK, sizeof(FUZZ_MARK) - 1);
+	struct fuzz_conn c[2] = { { .data = data, .size = size } };
+	int nconns = 1;
+
+	if (mark) {
+		c[0].size = (size_t)(mark - data);
+		c[1].data = mark + sizeof(FUZZ_MARK) - 1;
+		c[1].size = size - c[0].size - (sizeof(FUZZ_MARK) - 1);
+		nconns = 2;
+	}
 	if (!fz.loop) {
 		tl_log_quiet = true;
 		fz.loop = ev_loop_new(EVFLAG_AUTO);
 		fuzz_setup();
 	}
-	fuzz_exchange(data, size, NULL, 0);
+	fuzz_exchange(c, nconns);
 	fuzz_health();
 	if (++fz.inputs >= FUZZ_REBUILD || fuzz_fingerprint() != fz.print) {
 		fuzz_teardown();
