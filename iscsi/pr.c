@@ -377,6 +377,17 @@ int pr_lu_get(struct store_pool *p, const uint8_t uuid[16], uint32_t vol_id,
 	return 0;
 }
 
+void pr_forget_all(void)
+{
+	struct pr_lu *pr;
+
+	LIST_FOREACH(pr, &pr_lus, link) {
+		pr_clear_all(pr);
+		pr->aptpl = false;
+		pr->resv = NULL;
+	}
+}
+
 void pr_port_gone(struct pr_lu *pr, const struct scsi_port *port)
 {
 	if (pr->resv == port)

@@ -46,6 +46,9 @@ int  pr_check(struct scsi_task *t);
 /* Whether the nexus port may run a command with these SCMD_* flags on lu
  * (pr_check's rule): for a copy manager reaching other LUs (SPC-4 5.17.4). */
 bool pr_allows(struct scsi_lu *lu, const struct scsi_port *port, uint16_t flags);
+/* Tests (the fuzz target, between inputs): every registration and
+ * reservation this process holds is dropped, in memory only. */
+void pr_forget_all(void);
 
 scsi_exec_fn pr_in, pr_out, pr_reserve, pr_release;
 scsi_decode_fn pr_decode_out;

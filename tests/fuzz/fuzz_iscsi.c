@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "iscsi/iscsi.h"
+#include "iscsi/pr.h"           /* pr_forget_all */
 #include "iscsi/scsi.h"         /* SCSI_NAA_OUI */
 #include "store/store.h"
 #include "tests/lib/crash_backend.h"
@@ -251,6 +252,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 	for (int turn = 0; turn < 20; turn++)     /* let the server see the close */
 		ev_run(fz.loop, EVRUN_NOWAIT);
+	/* registrations outlive the session: one left behind would make every
+	 * later input a reservation conflict */
+	pr_forget_all();
 	free(copy);
 	return 0;
 }
