@@ -182,14 +182,18 @@ static void fuzz_teardown(void)
 	bool stopped = false;
 
 	mgmt_stop(fz.mgmt, fuzz_stopped, &stopped);
-	for (int turn = 0; !stopped && turn < 100000; turn++)
-		ev_run(fz.loop, EVRUN_ONCE);
-	if (!stopped || tl_pool_close(fz.loop, fz.pool))
+	for (int turn = 0; !stopped && turn < 100000; turn++)   /* never blocks */
+		ev_run(fz.loop, EVRUN_NOWAIT);
+	if (!stopped) {
+		fprintf(stderr, "fuzz_mgmt: mgmt_stop() never finished\n");
+		abort();
+	}
+	if (tl_pool_close(fz.loop, fz.pool))
 		abort();
 	crash_backend_free(fz.cb);
 }
 
-/* ---- one connection ----------------------------------------------------- */
+/* ---- client connections ------------------------------------------------ */
 
 /* Non-blocking from the start, so that a signal (libFuzzer's timer) cannot
  * leave a connect half done. */
