@@ -17,6 +17,8 @@
  * sent (RECEIVE ROD TOKEN INFORMATION): sending stops there until one came
  * or the server is quiet, so that WRITE USING TOKEN can use a real token
  * (the LU, and its tokens, live as long as the session: no other way).
+ * FUZZ_CHAP_MARK, likewise, waits for a CHAP challenge and becomes the right
+ * CHAP_R value ("0x" and 32 hex digits) for the discovery account.
  */
 #define _GNU_SOURCE             /* memmem */
 #include <arpa/inet.h>
@@ -33,6 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "iscsi/internal.h"     /* iscsi_chap_md5, iscsi_hex_decode */
 #include "iscsi/iscsi.h"
 #include "iscsi/pr.h"           /* pr_forget_all */
 #include "iscsi/scsi.h"         /* SCSI_NAA_OUI */
@@ -47,6 +50,9 @@
 #define FUZZ_CHAP   "AuthMethod=CHAP"
 #define FUZZ_TOKEN_MARK "\xfe\xedROD-token-here"      /* 16 bytes */
 #define FUZZ_TOKEN_LEN  512
+#define FUZZ_CHAP_MARK  "\xfe\xed" "CHAP-response!"  /* 16 bytes */
+#define FUZZ_CHAP_USER  "disc"
+#define FUZZ_CHAP_SECRET "disc-secret-12"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -59,6 +65,9 @@ static struct {
 	bool               disc_chap;   /* the discovery record has CHAP */
 	bool               have_token;  /* token: the last one seen */
 	uint8_t            token[FUZZ_TOKEN_LEN];
+	bool               have_chap;   /* the last CHAP challenge seen: */
+	uint8_t            chap_id, chap_c[64];
+	size_t             chap_clen;
 } fz;
 
 static void fuzz_naa(void)
@@ -87,8 +96,8 @@ static void fuzz_naa(void)
 
 static void fuzz_disc_chap(bool on)
 {
-	static const char chap[] = "{\"chap\": {\"user\": \"disc\", \"secret\": "
-	                           "\"disc-secret-12\", \"mutual_user\": \"tgt\", "
+	static const char chap[] = "{\"chap\": {\"user\": \"" FUZZ_CHAP_USER "\", \"secret\": "
+	                           "\"" FUZZ_CHAP_SECRET "\", \"mutual_user\": \"tgt\", "
 	                           "\"mutual_secret\": \"tgt-secret-123\"}}";
 	static const char none[] = "{\"chap\": null}";
 	struct tl_op op = { 0 };
@@ -178,12 +187,59 @@ static void fuzz_token_seen(const uint8_t *d, size_t len)
 		}
 }
 
-/* Where sending stops next: the next token mark at or after from. */
+/* CHAP_I and CHAP_C of a login response read whole. */
+static void fuzz_chap_seen(const uint8_t *d, size_t len)
+{
+	const uint8_t *i = memmem(d, len, "CHAP_I=", 7), *c = memmem(d, len, "CHAP_C=", 7);
+	char buf[sizeof(fz.chap_c) * 2 + 3] = "";
+	const uint8_t *e;
+
+	if (!i || !c || !(e = memchr(c, 0, len - (size_t)(c - d))) ||
+	    (size_t)(e - c - 7) >= sizeof(buf) || !memchr(i, 0, len - (size_t)(i - d)))
+		return;
+	memcpy(buf, c + 7, (size_t)(e - c - 7));
+	buf[e - c - 7] = 0;
+	if (iscsi_hex_decode(buf, fz.chap_c, sizeof(fz.chap_c), &fz.chap_clen) < 0)
+		return;
+	fz.chap_id = (uint8_t)strtoul((const char *)i + 7, NULL, 10);
+	fz.have_chap = true;
+}
+
+/* Where sending stops next: the next mark at or after from. */
 static size_t fuzz_stop(const uint8_t *data, size_t size, size_t from)
 {
-	const uint8_t *m = from < size ? memmem(data + from, size - from, FUZZ_TOKEN_MARK, 16) : NULL;
+	size_t stop = size;
 
-	return m ? (size_t)(m - data) : size;
+	for (int k = 0; k < 2 && from < size; k++) {
+		const uint8_t *m = memmem(data + from, size - from,
+		                          k ? FUZZ_CHAP_MARK : FUZZ_TOKEN_MARK, 16);
+
+		if (m && (size_t)(m - data) < stop)
+			stop = (size_t)(m - data);
+	}
+	return stop;
+}
+
+/* At a mark: true when what it stands for is known, and then in place. */
+static bool fuzz_fill(uint8_t *at, size_t room)
+{
+	uint8_t md[16];
+
+	if (!memcmp(at, FUZZ_TOKEN_MARK, 16)) {
+		if (fz.have_token && room >= FUZZ_TOKEN_LEN)
+			memcpy(at, fz.token, FUZZ_TOKEN_LEN);
+		return fz.have_token;
+	}
+	if (fz.have_chap && room >= 34) {
+		iscsi_chap_md5(fz.chap_id, FUZZ_CHAP_SECRET, strlen(FUZZ_CHAP_SECRET), fz.chap_c,
+		               fz.chap_clen, md);
+		memcpy(at, "0x", 2);
+		for (int i = 0; i < 16; i++) {
+			at[2 + 2 * i] = (uint8_t)"0123456789abcdef"[md[i] >> 4];
+			at[3 + 2 * i] = (uint8_t)"0123456789abcdef"[md[i] & 15];
+		}
+	}
+	return fz.have_chap;
 }
 
 /* Sends what fits, runs the loop, drains the answers (*got: some came);
@@ -203,6 +259,7 @@ static bool fuzz_turn(int fd, const uint8_t *data, size_t size, size_t *sent, bo
 	while ((n = read(fd, sink, sizeof(sink))) > 0) {
 		*got = true;
 		fuzz_token_seen(sink, (size_t)n);
+		fuzz_chap_seen(sink, (size_t)n);
 	}
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
@@ -217,7 +274,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_setup();
 	fuzz_disc_chap(size && memmem(data, size, FUZZ_CHAP, strlen(FUZZ_CHAP)));
 	if (size >= 16 && (memmem(data, size, FUZZ_NAA_MARK, 16) ||
-	                   memmem(data, size, FUZZ_TOKEN_MARK, 16))) {
+	                   memmem(data, size, FUZZ_TOKEN_MARK, 16) ||
+	                   memmem(data, size, FUZZ_CHAP_MARK, 16))) {
 		uint8_t *p;
 
 		if (!(copy = malloc(size)))
@@ -227,7 +285,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(p, fz.naa, 16);
 		data = copy;
 	}
-	fz.have_token = false;
+	fz.have_token = fz.have_chap = false;
 	stop = fuzz_stop(data, size, 0);
 	fd = fuzz_connect();
 	/* The end of the input closes our side once the server has been quiet
@@ -240,9 +298,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (fuzz_turn(fd, data, stop, &sent, &got))
 			break;
 		quiet = got || sent < stop ? 0 : quiet + 1;
-		if (stop < size && sent == stop && (fz.have_token || quiet == FUZZ_QUIET)) {
-			if (fz.have_token && stop + FUZZ_TOKEN_LEN <= size)
-				memcpy(copy + stop, fz.token, FUZZ_TOKEN_LEN);
+		if (stop < size && sent == stop &&
+		    (fuzz_fill(copy + stop, size - stop) || quiet == FUZZ_QUIET)) {
 			stop = fuzz_stop(data, size, stop + 16);
 			quiet = 0;
 		} else if (quiet == FUZZ_QUIET) {

@@ -8,7 +8,9 @@ libFuzzer starts from commands that reach their parameter parsers. The
 16 bytes NAA_MARK stand for the fuzz LU's NAA: fuzz_iscsi.c replaces them
 with it before sending, as the NAA comes from the pool's random UUID; a
 ROD token that starts with TOKEN_MARK is replaced by the last token the
-server sent in the session (its secret is random).
+server sent in the session (its secret is random); CHAP_MARK and the 18
+bytes after it become the right CHAP_R for the fuzz target's discovery
+account, computed on the challenge the server sent.
 
     tests/fuzz/make_iscsi_seeds.py tests/fuzz/fuzz_iscsi.in
 
@@ -23,7 +25,8 @@ IQN = b"iqn.2026-11.io.sluice:fuzz"
 INITIATOR = b"iqn.2026-11.io.sluice:fuzzer"
 NAA_MARK = b"\xfe\xedNAA-of-fuzz-LU"
 TOKEN_MARK = b"\xfe\xedROD-token-here"
-assert len(NAA_MARK) == 16 and len(TOKEN_MARK) == 16
+CHAP_MARK = b"\xfe\xedCHAP-response!"
+assert len(NAA_MARK) == 16 and len(TOKEN_MARK) == 16 and len(CHAP_MARK) == 16
 BLOCK = 512
 
 
@@ -538,6 +541,22 @@ def chap_seeds():
     c = login_pdu(keys((b"CHAP_N", b"disc"), (b"CHAP_R", b"0xzz"),
                        (b"CHAP_I", b"300"), (b"CHAP_C", b"")), flags=0x81, itt=1)
     out["login-discovery-chap-bad"] = a + b + c
+    resp = CHAP_MARK + b"." * 18
+    for name, extra in (("login-discovery-chap-ok", ()),
+                        ("login-discovery-chap-mutual", ((b"CHAP_I", b"77"),
+                                                         (b"CHAP_C", b"0x" + b"5a" * 16))),
+                        ("login-discovery-chap-mutual-bad", ((b"CHAP_I", b"256"),
+                                                             (b"CHAP_C", b"0x")))):
+        a = login_pdu(keys(*disc, (b"AuthMethod", b"CHAP,None")), flags=0x01, itt=1)
+        b = login_pdu(keys((b"CHAP_A", b"5")), flags=0x01, itt=1)
+        c = login_pdu(keys((b"CHAP_N", b"disc"), (b"CHAP_R", resp), *extra),
+                      flags=0x81, itt=1)
+        d = login_pdu(keys((b"HeaderDigest", b"None"), (b"DataDigest", b"None"),
+                           (b"MaxRecvDataSegmentLength", b"65536")), flags=0x87, itt=1)
+        text = keys((b"SendTargets", b"All"))
+        st = bytes([0x44, 0x80, 0, 0, 0]) + be(3, len(text)) + b"\0" * 8 + be(4, 2) + \
+            be(4, 0xffffffff) + be(4, 0) + be(4, 1) + b"\0" * 16 + pad4(text)
+        out[name] = a + b + c + d + st
     return out
 
 
