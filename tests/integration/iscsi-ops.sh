@@ -131,6 +131,15 @@ pool_setup "$work/data" vol "$VOL" $((64 << 20)) \
 start "$work/data"
 sessions_test
 
+# ---- MODE SELECT of the write cache --------------------------------------------
+
+if "$OPS" wce "$(url "$IQN")" "$INIT1" "$INIT2" >"$work/wce.out" 2>&1; then
+	ok "MODE SELECT of WCE: the selecting session sees it at once, the other gets 2A/01"
+else
+	not_ok "MODE SELECT of WCE"
+	show "$work/wce.out"
+fi
+
 # ---- discovery CHAP --------------------------------------------------------
 
 put_discovery() {       # put_discovery JSON: the status code

@@ -13,6 +13,14 @@
  *                                  pool, writes past full get DATA
  *                                  PROTECT 27/07; then UNMAPs everything
  *                                  and writes again until they succeed
+ *   iscsi-ops-test wce URL NAME1 NAME2
+ *                                  MODE SELECT of the caching page from one
+ *                                  session: it reads the new WCE with no
+ *                                  unit attention, the other session gets
+ *                                  2A/01 once, then the new WCE; a MODE
+ *                                  SENSE sent right behind a MODE SELECT
+ *                                  (before its answer) sees the new WCE
+ *                                  with no unit attention
  *   iscsi-ops-test disc PORTAL NAME [USER SECRET [TUSER TSECRET]]
  *                                  a discovery session (SendTargets=All)
  *                                  with no, one-way or mutual CHAP; exit 0
@@ -25,6 +33,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,11 +436,145 @@ static int disc_chap_only(const char *host, const char *port)
 	return failed;
 }
 
+/* The caching page's WCE as session ctx sees it now; -1 when MODE SENSE
+ * does not answer GOOD (a unit attention, for one). */
+static int wce_sense(struct iscsi_context *ctx, int lun, struct scsi_mode_page *copy)
+{
+	struct scsi_task *t = iscsi_modesense6_sync(ctx, lun, 1, SCSI_MODESENSE_PC_CURRENT,
+	                                            SCSI_MODEPAGE_CACHING, 0, 255);
+	struct scsi_mode_sense *ms;
+	struct scsi_mode_page *mp;
+	int wce = -1;
+
+	if (t && t->status == SCSI_STATUS_GOOD && (ms = scsi_datain_unmarshall(t)) &&
+	    (mp = scsi_modesense_get_page(ms, SCSI_MODEPAGE_CACHING, 0))) {
+		wce = mp->caching.wce;
+		if (copy)
+			*copy = *mp;
+	}
+	if (t)
+		scsi_free_scsi_task(t);
+	return wce;
+}
+
+/* TEST UNIT READY until GOOD (unit attentions are reported one a command). */
+static void tur_clear(struct iscsi_context *ctx, int lun)
+{
+	for (int i = 0; i < 8; i++) {
+		struct scsi_task *t = iscsi_testunitready_sync(ctx, lun);
+		bool good = t && t->status == SCSI_STATUS_GOOD;
+
+		if (t)
+			scsi_free_scsi_task(t);
+		if (good)
+			return;
+	}
+}
+
+struct pair_result {
+	int done, status, wce;
+};
+
+static void pair_cb(struct iscsi_context *ctx, int status, void *data, void *arg)
+{
+	struct pair_result *r = arg;
+	struct scsi_task *t = data;
+	struct scsi_mode_sense *ms;
+	struct scsi_mode_page *mp;
+
+	(void)ctx;
+	r->status = status;
+	r->wce = -1;
+	if (status == SCSI_STATUS_GOOD && t->cdb[0] == SCSI_OPCODE_MODESENSE6 &&
+	    (ms = scsi_datain_unmarshall(t)) &&
+	    (mp = scsi_modesense_get_page(ms, SCSI_MODEPAGE_CACHING, 0)))
+		r->wce = mp->caching.wce;
+	scsi_free_scsi_task(t);
+	r->done = 1;
+}
+
+/* MODE SELECT and, right behind it before its answer, MODE SENSE: the
+ * second must see the new WCE with no unit attention even while the
+ * change is still on its way to the store. */
+static void wce_pipelined(struct iscsi_context *a, int lun, struct scsi_mode_page *page,
+                          int want)
+{
+	struct pair_result sel = { 0 }, sense = { 0 };
+
+	if (!iscsi_modeselect6_task(a, lun, 1, 0, page, pair_cb, &sel) ||
+	    !iscsi_modesense6_task(a, lun, 1, SCSI_MODESENSE_PC_CURRENT, SCSI_MODEPAGE_CACHING,
+	                           0, 255, pair_cb, &sense)) {
+		check(false, "pipelined MODE SELECT + MODE SENSE queued");
+		return;
+	}
+	for (int i = 0; i < 500 && !(sel.done && sense.done); i++) {
+		struct pollfd pfd = { iscsi_get_fd(a), (short)iscsi_which_events(a), 0 };
+
+		if (poll(&pfd, 1, 10) < 0 || iscsi_service(a, pfd.revents) < 0)
+			break;
+	}
+	check(sel.done && sel.status == SCSI_STATUS_GOOD, "pipelined MODE SELECT: GOOD");
+	check(sense.done && sense.status == SCSI_STATUS_GOOD && sense.wce == want,
+	      "a MODE SENSE right behind it: the new WCE, no unit attention");
+}
+
+/* MODE SELECT of the caching page from one session: that session reads the
+ * new WCE at once with no unit attention; another session of the LUN gets
+ * MODE PARAMETERS CHANGED (2A/01) once, then reads it too (SPC-4 6.11). */
+static int wce(const char *url, const char *name_a, const char *name_b)
+{
+	int lun_a, lun_b;
+	struct iscsi_context *a = login(url, name_a, &lun_a), *b = login(url, name_b, &lun_b);
+	struct scsi_mode_page page;
+	struct scsi_task *t;
+	int w0, w1;
+
+	tur_clear(a, lun_a);
+	tur_clear(b, lun_b);
+	w0 = wce_sense(a, lun_a, &page);
+	check(w0 == 0 || w0 == 1, "MODE SENSE caching page: WCE read");
+	if (w0 < 0)
+		return 1;
+	page.ps = 0;
+	page.caching.wce = !w0;
+	t = iscsi_modeselect6_sync(a, lun_a, 1, 0, &page);
+	check(t && t->status == SCSI_STATUS_GOOD, "MODE SELECT(6) flips WCE: GOOD");
+	if (t)
+		scsi_free_scsi_task(t);
+	w1 = wce_sense(a, lun_a, NULL);
+	check(w1 == !w0, "the selecting session reads the new WCE at once, no unit attention");
+	t = iscsi_testunitready_sync(b, lun_b);
+	check(t && t->status == SCSI_STATUS_CHECK_CONDITION &&
+	      t->sense.key == SCSI_SENSE_UNIT_ATTENTION && t->sense.ascq == 0x2a01,
+	      "the other session gets MODE PARAMETERS CHANGED (2A/01)");
+	if (t)
+		scsi_free_scsi_task(t);
+	check(wce_sense(b, lun_b, NULL) == !w0, "then reads the new WCE");
+	page.caching.wce = w0;
+	wce_pipelined(a, lun_a, &page, w0);
+	page.caching.wce = !w0;
+	wce_pipelined(a, lun_a, &page, !w0);
+	tur_clear(b, lun_b);
+	page.caching.wce = w0;
+	t = iscsi_modeselect6_sync(a, lun_a, 1, 0, &page);
+	check(t && t->status == SCSI_STATUS_GOOD && wce_sense(a, lun_a, NULL) == w0,
+	      "MODE SELECT back to the old WCE");
+	if (t)
+		scsi_free_scsi_task(t);
+	iscsi_logout_sync(a);
+	iscsi_logout_sync(b);
+	iscsi_destroy_context(a);
+	iscsi_destroy_context(b);
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc == 4 && strcmp(argv[1], "hold") == 0)
 		return hold(argv[2], argv[3]);
+	if (argc == 5 && strcmp(argv[1], "wce") == 0)
+		return wce(argv[2], argv[3], argv[4]);
 	if (argc == 4 && strcmp(argv[1], "thin") == 0)
 		return thin(argv[2], (unsigned)atoi(argv[3]));
 	if (argc >= 4 && argc <= 8 && argc != 5 && argc != 7 && strcmp(argv[1], "disc") == 0)
