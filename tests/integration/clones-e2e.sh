@@ -159,9 +159,6 @@ vol_space() {
 
 # ---- the daemon ----------------------------------------------------------
 
-alive() {
-	kill -0 "$pid" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
-}
 
 free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -203,23 +200,12 @@ start() {
 }
 
 stop_term() {
-	local i
 	kill -TERM "$pid"
-	for ((i = 0; i < TENTHS; i++)); do
-		alive || break
-		sleep 0.1
-	done
-	if alive; then
-		kill -KILL "$pid"
-		wait "$pid" 2>/dev/null
-		pid=
+	if ! reap_exit; then
 		not_ok "SIGTERM: sluiced did not exit within ${TIMEOUT}s"
 		show "$log"
 		return
 	fi
-	wait "$pid"
-	status=$?
-	pid=
 	eq "SIGTERM: sluiced's exit status" "$status" 0
 }
 

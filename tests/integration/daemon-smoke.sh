@@ -34,9 +34,6 @@ scratch smoke
 show()   { sed 's/^/    | /' "$1"; }
 
 # A zombie still answers kill -0, so look at its state too.
-alive() {
-	kill -0 "$pid" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
-}
 
 # daemon_start LOG ARGS...: sluiced --foreground ARGS in the background.
 daemon_start() {
@@ -60,32 +57,12 @@ wait_ready() {
 	return 1
 }
 
-# wait_exit: sluiced's exit status into $status. Fails (after SIGKILL) if
-# it has not exited in time.
-wait_exit() {
-	local i
-	for ((i = 0; i < TENTHS; i++)); do
-		alive || break
-		sleep 0.1
-	done
-	if alive; then
-		kill -KILL "$pid"
-		wait "$pid" 2>/dev/null
-		pid=
-		status=timeout
-		return 1
-	fi
-	wait "$pid"
-	status=$?
-	pid=
-	return 0
-}
 
 # stop SIGNAL WHAT LOG: send SIGNAL, expect exit status 0 in time.
 stop() {
 	local sig=$1 what=$2 log=$3
 	kill "-$sig" "$pid"
-	if wait_exit && [ "$status" = 0 ]; then
+	if reap_exit && [ "$status" = 0 ]; then
 		ok "$what: $sig exits 0"
 	else
 		not_ok "$what: $sig gave exit status $status, want 0"
@@ -189,7 +166,7 @@ garbage_test() {
 
 	daemon_start "$log" --config "$work/small.json" --data-dir "$dir" \
 		--io-engine threads
-	wait_exit
+	reap_exit
 	expect_exit 1 "garbage pool: sluiced" "$log" 'error: cannot open pool .*pool'
 	"$FSCK" --data-dir "$dir" >"$log" 2>&1
 	status=$?

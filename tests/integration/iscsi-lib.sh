@@ -21,9 +21,7 @@ INIT2=iqn.2024-01.org.sluice.test:initiator2
 pass=0 fail=0 skip=0
 pid= status= work= PORT1= PORT2= HOST2= HTTP_PORT=
 
-ok()      { pass=$((pass + 1)); echo "ok: $*"; }
-not_ok()  { fail=$((fail + 1)); echo "FAIL: $*"; }
-skipped() { skip=$((skip + 1)); echo "skip: $*"; }
+. "$(dirname "${BASH_SOURCE[0]}")/script-lib.sh"   # counters, alive, reap_exit
 show()    { sed 's/^/    | /' "$1" | tail -n "${2:-40}"; }
 
 need_prog() {
@@ -52,10 +50,6 @@ lib_cleanup() {
 		wait "$pid" 2>/dev/null
 	fi
 	[ -n "$work" ] && rm -rf "$work"
-}
-
-alive() {
-	kill -0 "$pid" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
 }
 
 have_ipv6() {
@@ -94,23 +88,13 @@ daemon_start() {
 
 # daemon_stop WHAT LOG: SIGTERM, expect exit status 0 in time.
 daemon_stop() {
-	local what=$1 log=$2 i
+	local what=$1 log=$2
 	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < TENTHS; i++)); do
-		alive || break
-		sleep 0.1
-	done
-	if alive; then
-		kill -KILL "$pid"
-		wait "$pid" 2>/dev/null
-		pid=
+	if ! reap_exit; then
 		not_ok "$what: sluiced did not exit after SIGTERM"
 		show "$log"
 		return 1
 	fi
-	wait "$pid"
-	status=$?
-	pid=
 	if [ "$status" = 0 ]; then
 		ok "$what: SIGTERM exits 0"
 	else

@@ -52,9 +52,6 @@ free_port() {
 		echo $((20000 + RANDOM % 20000))
 }
 
-alive() {
-	kill -0 "$pid" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
-}
 
 # start [CONFIG]: sluiced on $port, ready when GET /health answers.
 start() {
@@ -78,22 +75,11 @@ start() {
 
 # stop_term: SIGTERM; it must exit 0 in time.
 stop_term() {
-	local i
 	kill -TERM "$pid"
-	for ((i = 0; i < TENTHS; i++)); do
-		alive || break
-		sleep 0.1
-	done
-	if alive; then
-		kill -KILL "$pid"
-		wait "$pid" 2>/dev/null
-		pid=
+	if ! reap_exit; then
 		not_ok "SIGTERM: sluiced did not exit"
 		return
 	fi
-	wait "$pid"
-	status=$?
-	pid=
 	check "SIGTERM: exit status 0 (got $status)" '[ "$status" = 0 ]'
 }
 

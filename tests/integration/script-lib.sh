@@ -1,7 +1,8 @@
 # tests/integration/script-lib.sh: what the scripts that start their own
-# sluiced share, sourced after they set pass=0 fail=0: a scratch directory
-# ($work) removed at exit with the daemon ($pid, if set) killed, and the
-# check counters.
+# sluiced share, sourced after they set pass=0 fail=0 and TENTHS (how long a
+# wait may last, in tenths of a second): a scratch directory ($work) removed
+# at exit with the daemon ($pid, if set) killed, the check counters, and
+# waiting for the daemon to exit.
 
 # scratch NAME: $work is a fresh directory; exit removes it.
 scratch() {
@@ -20,3 +21,28 @@ cleanup() {
 ok()      { pass=$((pass + 1)); echo "ok: $*"; }
 not_ok()  { fail=$((fail + 1)); echo "FAIL: $*"; }
 skipped() { skip=$((skip + 1)); echo "skip: $*"; }
+
+# alive: is sluiced ($pid) running (a zombie is not)?
+alive() {
+	kill -0 "$pid" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
+
+# reap_exit: waits up to $TENTHS for sluiced ($pid) to exit and puts its exit
+# status in $status; if it is still running then, kills it (status
+# "timeout") and returns 1. Clears $pid either way.
+reap_exit() {
+	local i
+	for ((i = 0; i < TENTHS; i++)); do
+		alive || break
+		sleep 0.1
+	done
+	if alive; then
+		kill -KILL "$pid"
+		wait "$pid" 2>/dev/null
+		pid= status=timeout
+		return 1
+	fi
+	wait "$pid"
+	status=$?
+	pid=
+}
