@@ -332,6 +332,35 @@ static int cfg_json_thin_threshold(struct cfg *c, json_t *v, struct cfg_json_err
 	return 0;
 }
 
+/* iSCSI timers, in seconds: an hour at most, so a typo does not leave
+ * dead initiators' connections open for days. */
+static int cfg_json_secs(json_t *v, uint32_t *out, const char **why)
+{
+	uint64_t n;
+
+	if (cfg_json_range(v, 1, 3600, &n, why) < 0) {
+		*why = "must be 1 to 3600 seconds";
+		return -EINVAL;
+	}
+	*out = (uint32_t)n;
+	return 0;
+}
+
+static int cfg_json_nop_interval(struct cfg *c, json_t *v, struct cfg_json_err *e)
+{
+	return cfg_json_secs(v, &c->nop_interval, &e->why);
+}
+
+static int cfg_json_nop_timeout(struct cfg *c, json_t *v, struct cfg_json_err *e)
+{
+	return cfg_json_secs(v, &c->nop_timeout, &e->why);
+}
+
+static int cfg_json_login_timeout(struct cfg *c, json_t *v, struct cfg_json_err *e)
+{
+	return cfg_json_secs(v, &c->login_timeout, &e->why);
+}
+
 static const struct cfg_key {
 	const char  *name;
 	json_type    type;
@@ -346,6 +375,9 @@ static const struct cfg_key {
 	{ "segment_size",        JSON_INTEGER, cfg_json_segment_size },
 	{ "checkpoint_interval", JSON_INTEGER, cfg_json_checkpoint_interval },
 	{ "thin_threshold_percent", JSON_INTEGER, cfg_json_thin_threshold },
+	{ "nop_interval",        JSON_INTEGER, cfg_json_nop_interval },
+	{ "nop_timeout",         JSON_INTEGER, cfg_json_nop_timeout },
+	{ "login_timeout",       JSON_INTEGER, cfg_json_login_timeout },
 	{ "api_token",           JSON_STRING,  cfg_json_api_token },
 	{ "tls_cert",            JSON_STRING,  cfg_json_tls_cert },
 	{ "tls_key",             JSON_STRING,  cfg_json_tls_key },
@@ -366,7 +398,7 @@ static const char *cfg_json_type_name(json_type t)
 
 static void cfg_unknown_key_log(const char *file, const char *key)
 {
-	char known[256] = "";
+	char known[512] = "";
 
 	for (size_t i = 0; i < CFG_KEYS_N; i++) {
 		strncat(known, cfg_keys[i].name, sizeof(known) - strlen(known) - 1);

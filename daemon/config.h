@@ -64,6 +64,9 @@ struct cfg {
 	uint32_t          segment_size;            /* bytes, at creation; 0: the store's */
 	uint32_t          checkpoint_interval;     /* seconds */
 	uint32_t          thin_threshold;          /* % of the pool left; 0: iSCSI's default */
+	uint32_t          nop_interval;            /* seconds idle before a NOP-In; 0: iSCSI's */
+	uint32_t          nop_timeout;             /* seconds a NOP-In may go unanswered; 0: iSCSI's */
+	uint32_t          login_timeout;           /* seconds a login may take; 0: iSCSI's */
 	char              api_token[CFG_TOKEN_MAX + 1]; /* "": generate (mgmt/) */
 	char              tls_cert[PATH_MAX];      /* PEM; with tls_key: HTTPS. "": none */
 	char              tls_key[PATH_MAX];

@@ -191,6 +191,9 @@ static int daemon_iscsi_start(struct sluiced *d)
 		.portals  = addrs,
 		.nportals = d->cfg.iscsi_listen_n,
 		.thin_threshold = d->cfg.thin_threshold,
+		.nop_interval_secs = d->cfg.nop_interval,
+		.nop_timeout_secs = d->cfg.nop_timeout,
+		.login_timeout_secs = d->cfg.login_timeout,
 		.log      = log_store_cb,
 		.log_arg  = (void *)"iscsi",
 	};

@@ -605,7 +605,7 @@ int iscsi_conn_create(struct iscsi_srv *s, int fd, uint16_t tpgt, struct iscsi_c
 	ev_io_init(&c->wio, iscsi_conn_write_cb, fd, EV_WRITE);
 	ev_init(&c->timer, iscsi_conn_timer_cb);
 	ev_idle_init(&c->reap, iscsi_conn_reap_cb);
-	c->timer.repeat = ISCSI_LOGIN_TIMEOUT;
+	c->timer.repeat = s->login_timeout;
 	ev_timer_again(c->loop, &c->timer);
 	ev_io_start(c->loop, &c->rio);
 	c->last_rx = ev_now(c->loop);

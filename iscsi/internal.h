@@ -38,7 +38,7 @@
 #define ISCSI_R2T_MAX           4u              /* MaxOutstandingR2T we accept */
 #define ISCSI_CONN_MEM_MAX      (64ull << 20)   /* task buffers per connection */
 #define ISCSI_TEXT_MAX          (64u << 10)     /* login/text keys, all PDUs */
-#define ISCSI_LOGIN_TIMEOUT     30.0
+#define ISCSI_LOGIN_TIMEOUT     30u             /* default of login_timeout_secs */
 #define ISCSI_RBUF_LEN          (64u << 10)
 #define ISCSI_NAME_MAX          223             /* RFC 7143 6.1 */
 
@@ -259,7 +259,7 @@ struct iscsi_srv {
 	void                   *log_arg;
 	struct iscsi_portal     portals[ISCSI_PORTALS_MAX];
 	size_t                  nportals;
-	double                  nop_interval, nop_timeout, logout_grace;
+	double                  nop_interval, nop_timeout, logout_grace, login_timeout;
 	unsigned                thin_pct;       /* soft threshold, each LU's */
 	TAILQ_HEAD(, iscsi_conn) conns;
 	TAILQ_HEAD(, iscsi_sess) sessions;

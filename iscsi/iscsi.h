@@ -46,6 +46,7 @@ struct iscsi_srv_opts {
 	size_t        nportals;
 	unsigned      nop_interval_secs;  /* idle time before a NOP-In ping; 0: 10 */
 	unsigned      nop_timeout_secs;   /* no answer for this long drops it; 0: 30 */
+	unsigned      login_timeout_secs; /* a login not done by then drops it; 0: 30 */
 	unsigned      logout_grace_secs;  /* stop: wait for logouts this long; 0: 2 */
 	/* thin provisioning soft threshold (SBC-3 4.7.3.7): when less than
 	 * this % of the pool is left, each nexus gets a unit attention once

@@ -60,6 +60,7 @@ static const struct iscsi_op_desc iscsi_ops[64] = {
 };
 
 static void iscsi_task_respond(struct iscsi_task *t);
+static void iscsi_conn_ping_arm(struct iscsi_conn *c, ev_tstamp at);
 static void iscsi_task_exec(struct iscsi_task *t);
 static void iscsi_task_data_out(struct iscsi_task *t);
 static void iscsi_logout_try(struct iscsi_sess *s);
@@ -806,9 +807,11 @@ static void iscsi_rx_nop_out(struct iscsi_conn *c, struct iscsi_pdu *p)
 	struct iscsi_pdu *r;
 
 	if (p->hdr.bhs.itt == ISCSI_RSVD_TAG) {
-		/* the answer to our ping */
-		if (be32toh(p->hdr.bhs.ttt) == c->ping_ttt)
+		/* the answer to our ping: the next one after an idle interval */
+		if (c->ping_sent && be32toh(p->hdr.bhs.ttt) == c->ping_ttt) {
 			c->ping_sent = 0;
+			iscsi_conn_ping_arm(c, ev_now(c->loop) + c->srv->nop_interval);
+		}
 		iscsi_pdu_free(p);
 		return;
 	}
@@ -831,21 +834,32 @@ static void iscsi_rx_nop_out(struct iscsi_conn *c, struct iscsi_pdu *p)
 	iscsi_conn_send(c, r);
 }
 
-/* Timer: ping an idle initiator, drop one that stopped answering. */
-void iscsi_conn_ping_check(struct iscsi_conn *c)
+/* Timer: ping an idle initiator, drop one that stopped answering.
+ *
+ *   idle nop_interval --> NOP-In (TTT t) --(NOP-Out TTT t, or anything
+ *   received)--> idle again;  --(nothing for nop_timeout)--> dropped
+ *
+ * The timer is re-armed for the next of these moments, so a ping leaves
+ * nop_interval after the last PDU received and the drop comes
+ * nop_timeout after the ping, whatever the two values are. */
+static void iscsi_conn_ping_arm(struct iscsi_conn *c, ev_tstamp at)
 {
-	ev_tstamp now = ev_now(c->loop);
-	struct iscsi_pdu *p;
+	ev_tstamp d = at - ev_now(c->loop);
 
-	if (c->ping_sent && now - c->last_rx >= c->srv->nop_timeout) {
-		iscsi_conn_close(c, "no answer to NOP-In");
+	c->timer.repeat = d > 0.01 ? d : 0.01;
+	ev_timer_again(c->loop, &c->timer);
+}
+
+static void iscsi_conn_ping_send(struct iscsi_conn *c, ev_tstamp now)
+{
+	struct iscsi_pdu *p = iscsi_pdu_new(ISCSI_OP_NOP_IN, 0);
+
+	if (!p) {
+		iscsi_conn_ping_arm(c, now + c->srv->nop_interval);
 		return;
 	}
-	if (c->ping_sent || now - c->last_rx < c->srv->nop_interval || !c->sess)
-		return;
-	p = iscsi_pdu_new(ISCSI_OP_NOP_IN, 0);
-	if (!p)
-		return;
+	/* RFC 7143 11.19: ITT reserved, TTT not: the initiator must answer
+	 * with a NOP-Out carrying this TTT */
 	c->ping_ttt = c->sess->next_ttt++;
 	if (c->sess->next_ttt == ISCSI_RSVD_TAG)
 		c->sess->next_ttt = 1;
@@ -853,7 +867,31 @@ void iscsi_conn_ping_check(struct iscsi_conn *c)
 	p->hdr.bhs.itt = ISCSI_RSVD_TAG;
 	p->hdr.bhs.ttt = htobe32(c->ping_ttt);
 	c->ping_sent = now;
+	iscsi_conn_ping_arm(c, now + c->srv->nop_timeout);
 	iscsi_conn_send(c, p);  /* StatSN not advanced: ITT is reserved */
+}
+
+void iscsi_conn_ping_check(struct iscsi_conn *c)
+{
+	ev_tstamp now = ev_now(c->loop);
+
+	if (c->state != ISCSI_CONN_FULL)
+		return;                 /* logging out: the send queue decides */
+	if (c->ping_sent && c->last_rx > c->ping_sent)
+		c->ping_sent = 0;       /* it talks: alive, whether it answered or not */
+	if (c->ping_sent) {
+		if (now - c->ping_sent >= c->srv->nop_timeout) {
+			iscsi_conn_close(c, "no answer to NOP-In");
+			return;
+		}
+		iscsi_conn_ping_arm(c, c->ping_sent + c->srv->nop_timeout);
+		return;
+	}
+	if (now - c->last_rx < c->srv->nop_interval || !c->sess) {
+		iscsi_conn_ping_arm(c, c->last_rx + c->srv->nop_interval);
+		return;
+	}
+	iscsi_conn_ping_send(c, now);
 }
 
 /* Text: SendTargets (RFC 7143 11.10, 11.11, 12.3) */

@@ -183,6 +183,7 @@ int iscsi_srv_create(struct ev_loop *loop, struct store_pool *p,
 	s->nop_interval = o->nop_interval_secs ? o->nop_interval_secs : 10;
 	s->nop_timeout = o->nop_timeout_secs ? o->nop_timeout_secs : 30;
 	s->logout_grace = o->logout_grace_secs ? o->logout_grace_secs : 2;
+	s->login_timeout = o->login_timeout_secs ? o->login_timeout_secs : ISCSI_LOGIN_TIMEOUT;
 	s->thin_pct = o->thin_threshold ? o->thin_threshold : ISCSI_THIN_THRESHOLD_DEFAULT;
 	s->next_tsih = 1;
 	TAILQ_INIT(&s->conns);

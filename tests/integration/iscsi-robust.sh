@@ -7,7 +7,8 @@
 # R2T and with commands in the store, a session that stops reading its
 # socket, the CmdSN window edges, malformed PDUs and malformed logins,
 # a NOP-Out flood from a peer that reads nothing, discovery of 1000
-# targets, running out of file descriptors, and SIGTERM with sessions busy.
+# targets, running out of file descriptors, SIGTERM with sessions busy,
+# and (restarted with short ones) the NOP-In and login timeouts.
 #
 # After each scenario sluiced must still serve, and its memory must stay
 # flat: a scenario runs once to warm up (caches, malloc arenas, the store's
@@ -287,5 +288,53 @@ if wait "$spid"; then
 else
 	not_ok "shutdown: the sessions at SIGTERM"
 	sed 's/^/    | /' "$work/shutdown.out"
+fi
+
+# Timeouts an operator sets in the config: values out of range stop the
+# start with the key named; then sluiced runs again on the same pool with
+# nop_interval 1, nop_timeout 2 and login_timeout 2 (seconds): a session
+# that does not answer NOP-In is dropped while a libiscsi one that does
+# lives on, the NOP-In carries a TTT the answer echoes, and a connection
+# that does not finish its login is closed.
+cfg_refused() {         # cfg_refused JSON MESSAGE
+	local rc
+	printf '%s\n' "$1" >"$work/bad.json"
+	timeout 20 "$SLUICED" --foreground --config "$work/bad.json" \
+		--data-dir "$work/bad" --iscsi-listen 127.0.0.1:0 \
+		--http-listen 127.0.0.1:0 >"$work/bad.log" 2>&1
+	rc=$?
+	if [ "$rc" = 2 ] && grep -qF "$2" "$work/bad.log"; then
+		ok "config $1: refused ($2)"
+	else
+		not_ok "config $1: exit $rc, want 2 and: $2"
+		show "$work/bad.log" 5
+	fi
+}
+if [ -z "${SLUICE_ROBUST_SCENARIOS:-}" ] || [[ " $SLUICE_ROBUST_SCENARIOS " == *" timeouts "* ]]; then
+	cfg_refused '{"nop_interval": 0}' '"nop_interval": 0 must be 1 to 3600 seconds'
+	cfg_refused '{"nop_timeout": 3601}' '"nop_timeout": 3601 must be 1 to 3600 seconds'
+	cfg_refused '{"login_timeout": "2"}' '"login_timeout" must be an integer'
+	printf '{"pool_size": 4294967296, "segment_size": 1048576, "nop_interval": 1, "nop_timeout": 2, "login_timeout": 2}\n' \
+		>"$work/sluiced.json"
+	if daemon_start "$DATA" "$LOG"; then
+		PORTAL=127.0.0.1:$PORT1
+		# a fresh process grows once as its I/O threads first run (their
+		# malloc arenas, ~2 MB): warm them all up before memory is judged
+		run warm-up many "$PORTAL" "$IQN" 16 4 "$SEED"
+		scenario nop 1 nop "$PORTAL" "$IQN"
+		scenario nopttt 1 nopttt "$PORTAL" "$IQN"
+		scenario logintimeout 1 logintimeout "$PORTAL" "$IQN" 2
+		n=$(grep -c 'connection closed: no answer to NOP-In' "$LOG")
+		m=$(grep -c 'connection closed: login timed out' "$LOG")
+		if [ "$n" -ge 2 ] && [ "$m" -ge 4 ]; then
+			ok "timeouts: the log names them ($n NOP-In, $m login)"
+		else
+			not_ok "timeouts: the log says $n drops for NOP-In (want 2), $m for login (want 4)"
+		fi
+		daemon_stop "with timeouts of 1 and 2 s" "$LOG"
+	else
+		not_ok "sluiced did not start with nop_interval 1, nop_timeout 2, login_timeout 2"
+		show "$LOG"
+	fi
 fi
 summary

@@ -21,6 +21,9 @@
  *   iscsi-robust-test flood    HOST:PORT IQN COUNT
  *   iscsi-robust-test login    HOST:PORT IQN
  *   iscsi-robust-test shutdown HOST:PORT IQN
+ *   iscsi-robust-test nop      HOST:PORT IQN            (nop_interval 1, nop_timeout 2)
+ *   iscsi-robust-test nopttt   HOST:PORT IQN            (the same)
+ *   iscsi-robust-test logintimeout HOST:PORT IQN SECS  (login_timeout SECS)
  *
  * libiscsi drives the ordinary sessions (many, chap). The rest need PDUs
  * libiscsi will not send on demand (a WRITE whose R2T is left unanswered,
@@ -1927,6 +1930,187 @@ static int cmd_shutdown(int argc, char **argv)
 	return 0;
 }
 
+/* ---- timeouts: run against a sluiced with nop_interval 1, nop_timeout 2
+ * and login_timeout 2 (the script's second configuration) ---- */
+
+#define TO_INTERVAL_MS  1000.0
+#define TO_TIMEOUT_MS   2000.0
+#define TO_SLACK_MS     1500.0          /* timer and scheduling slack, 2 cores */
+
+/* Runs libiscsi's service loop for ic (it answers NOP-Ins itself) until
+ * ms have passed; false if the session failed meanwhile. */
+static bool lib_service(struct iscsi_context *ic, double ms)
+{
+	for (double end = now_ms() + ms; now_ms() < end;) {
+		struct pollfd pf = { .fd = iscsi_get_fd(ic), .events = (short)iscsi_which_events(ic) };
+		int n = poll(&pf, 1, 50);
+
+		if (n < 0 && errno != EINTR)
+			return false;
+		if (n > 0 && iscsi_service(ic, pf.revents) < 0)
+			return false;
+	}
+	return true;
+}
+
+/* nop: a raw session that never answers NOP-In is pinged after
+ * nop_interval of silence and dropped nop_timeout after the ping; a
+ * libiscsi session on the same target, whose service loop answers the
+ * pings, stays up across the same time and does I/O after it. */
+static int cmd_nop(int argc, char **argv)
+{
+	double t0, ping_ms = -1, drop_ms = -1;
+	uint32_t ttt = 0xffffffffu;
+	struct iscsi_context *ic;
+	char err[256] = "";
+	bool lib_ok = true;
+	struct raw r;
+	struct pdu p;
+
+	(void)argc; (void)argv;
+	ic = lib_open(me, 70, NULL, NULL, NULL, NULL, err, sizeof(err));
+	if (!ic)
+		die("nop: libiscsi login: %s", err);
+	check(lib_write_verify(ic, 267000, 16, 1), "nop: libiscsi session does I/O");
+	raw_open(&r, 71, false);
+	t0 = now_ms();                  /* the raw session's last PDU was the TUR */
+	while (drop_ms < 0 && now_ms() - t0 < TO_INTERVAL_MS + TO_TIMEOUT_MS + 4 * TO_SLACK_MS &&
+	       lib_ok) {
+		struct pollfd pf = { .fd = r.fd, .events = POLLIN };
+
+		lib_ok = lib_service(ic, 50);
+		if (poll(&pf, 1, 0) <= 0)
+			continue;
+		int rc = raw_recv(&r, &p, WAIT_MS);
+
+		if (rc == -1) {
+			drop_ms = now_ms() - t0;
+			break;
+		}
+		if (rc < 0)
+			break;
+		if ((p.h[0] & 0x3f) == OP_NOP_IN && be32(p.h + 16) == 0xffffffffu && ping_ms < 0) {
+			ping_ms = now_ms() - t0;
+			ttt = be32(p.h + 20);
+		}
+		pdu_free(&p);           /* never answered */
+	}
+	check(ping_ms >= TO_INTERVAL_MS - 100 && ping_ms <= TO_INTERVAL_MS + TO_SLACK_MS &&
+	      ttt != 0xffffffffu, "nop: a NOP-In (TTT 0x%x) comes %.0f ms into the silence "
+	      "(nop_interval %.0f ms)", ttt, ping_ms, TO_INTERVAL_MS);
+	check(drop_ms >= 0 && ping_ms >= 0 && drop_ms - ping_ms >= TO_TIMEOUT_MS - 100 &&
+	      drop_ms - ping_ms <= TO_TIMEOUT_MS + TO_SLACK_MS,
+	      "nop: unanswered, the connection is closed %.0f ms after the ping "
+	      "(nop_timeout %.0f ms)", drop_ms - ping_ms, TO_TIMEOUT_MS);
+	raw_close(&r);
+	/* libiscsi has been silent but for its answers all this time */
+	lib_ok = lib_ok && lib_service(ic, TO_INTERVAL_MS + TO_TIMEOUT_MS);
+	check(lib_ok && lib_write_verify(ic, 267000, 16, 2),
+	      "nop: the libiscsi session that answers pings stays up (%.0f ms) and does I/O",
+	      now_ms() - t0);
+	iscsi_logout_sync(ic);
+	iscsi_destroy_context(ic);
+	return 0;
+}
+
+/* nopttt: the target's NOP-In has the reserved ITT, a TTT of its own and
+ * does not advance StatSN (RFC 7143 11.19); the NOP-Out answer echoing
+ * that TTT (ITT reserved, immediate, 11.18) is taken without a Reject,
+ * the target pings again after the next idle interval, and the session
+ * lives on well past nop_interval + nop_timeout. */
+static int cmd_nopttt(int argc, char **argv)
+{
+	double t0 = 0;
+	int pings = 0, bad = 0, rc = 0;
+	uint32_t last_ttt = 0xffffffffu, statsn = 0;
+	bool header_ok = true;
+	struct raw r;
+	struct pdu p;
+
+	(void)argc; (void)argv;
+	raw_open(&r, 72, false);
+	statsn = r.statsn_exp;
+	t0 = now_ms();
+	while (now_ms() - t0 < 2 * (TO_INTERVAL_MS + TO_TIMEOUT_MS)) {
+		rc = raw_recv(&r, &p, (int)TO_SLACK_MS);
+		if (rc == -2)
+			continue;
+		if (rc < 0)
+			break;
+		if ((p.h[0] & 0x3f) == OP_NOP_IN && be32(p.h + 16) == 0xffffffffu) {
+			uint32_t ttt = be32(p.h + 20);
+
+			/* StatSN is the next one, not taken: ExpStatSN stays */
+			header_ok = header_ok && ttt != 0xffffffffu && ttt != last_ttt &&
+			            (p.h[1] & F_FINAL) && be32(p.h + 24) == statsn &&
+			            r.statsn_exp == statsn;
+			last_ttt = ttt;
+			pings++;
+			raw_ping_reply(&r, &p);
+			continue;
+		}
+		printf("# unexpected PDU 0x%02x reason 0x%02x\n", p.h[0] & 0x3f, p.h[2]);
+		bad++;
+		pdu_free(&p);
+	}
+	check(rc != -1 && rc != -3, "nopttt: the session answering pings lives %.0f ms "
+	      "(nop_interval + nop_timeout: %.0f ms)", now_ms() - t0,
+	      TO_INTERVAL_MS + TO_TIMEOUT_MS);
+	check(pings >= 4 && header_ok, "nopttt: %d NOP-Ins, each with ITT ffffffff, a fresh "
+	      "TTT and StatSN %u not advanced", pings, statsn);
+	check(bad == 0, "nopttt: the NOP-Out answers get no Reject (%d other PDUs)", bad);
+	check(raw_write_verify(&r, 267100, 16, 3), "nopttt: I/O on the session afterwards");
+	raw_close(&r);
+	return 0;
+}
+
+/* Milliseconds until the target closes fd (EOF or reset); -1 not in ms. */
+static double closed_after(int fd, double t0, int ms)
+{
+	uint8_t b[256];
+
+	for (;;) {
+		int rc = read_all(fd, b, sizeof(b), ms);
+
+		if (rc == -1)
+			return now_ms() - t0;
+		if (rc == -2)
+			return -1;
+	}
+}
+
+/* logintimeout: a TCP connection that sends nothing, and one that stops
+ * in the middle of a login PDU, are closed login_timeout after connecting;
+ * then a login works. */
+static int cmd_logintimeout(int argc, char **argv)
+{
+	uint8_t h[48] = { OP_LOGIN_REQ | OP_IMMEDIATE, 0x80 | 1 << 2 | 3 };
+	double lim = argc > 0 ? atof(argv[0]) * 1000 : 2000, t0, ms;
+	int fd;
+	struct raw r;
+
+	t0 = now_ms();
+	fd = tcp_connect();
+	ms = closed_after(fd, t0, (int)(lim + 3 * TO_SLACK_MS));
+	check(ms >= lim - 100 && ms <= lim + TO_SLACK_MS,
+	      "logintimeout: a connection that sends nothing is closed after %.0f ms "
+	      "(login_timeout %.0f ms)", ms, lim);
+	close(fd);
+	t0 = now_ms();
+	fd = tcp_connect();
+	put_dlen(h, 200);               /* 200 bytes of keys announced, 20 sent */
+	write_all(fd, h, 48);
+	write_all(fd, "InitiatorName=iqn.20", 20);
+	ms = closed_after(fd, t0, (int)(lim + 3 * TO_SLACK_MS));
+	check(ms >= lim - 100 && ms <= lim + TO_SLACK_MS,
+	      "logintimeout: one stuck inside its login PDU is closed after %.0f ms", ms);
+	close(fd);
+	raw_open(&r, 73, false);
+	check(raw_write_verify(&r, 267200, 16, 4), "logintimeout: then a login and I/O work");
+	raw_close(&r);
+	return 0;
+}
+
 static const struct {
 	const char *name;
 	int (*fn)(int argc, char **argv);
@@ -1937,6 +2121,7 @@ static const struct {
 	{ "r2treset", cmd_r2treset }, { "stuck", cmd_stuck }, { "cmdsn", cmd_cmdsn },
 	{ "malformed", cmd_malformed }, { "badlogin", cmd_badlogin },
 	{ "chapskip", cmd_chapskip }, { "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "flood", cmd_flood }, { "shutdown", cmd_shutdown },
+	{ "nop", cmd_nop }, { "nopttt", cmd_nopttt }, { "logintimeout", cmd_logintimeout },
 };
 
 int main(int argc, char **argv)
