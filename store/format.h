@@ -137,6 +137,11 @@ enum fmt_ent_type {
 	FMT_ENT_COLD,            /* only in the cleaner's records (outside the
 	                          * log's chain): lba = log address, sectors at
 	                          * data_off, for fsck and for the next cleaning */
+	FMT_ENT_REF,             /* inline dedup: vol, lba, sectors now hold the
+	                          * data at log address data_off | reserved << 32;
+	                          * no data. Applies only if all of that data is
+	                          * still referenced then; else it changes nothing
+	                          * (and the writer wrote the data again) */
 };
 #define FMT_ENT_F_WRITE_BACK 0x1u
 

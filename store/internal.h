@@ -86,6 +86,7 @@ struct store_req {
 	uint8_t            meta_flags;
 	char              *blob;        /* META_PUT/DEL: key, then value */
 	uint32_t           key_len, value_len;
+	struct dedup_req  *dd;          /* REQ_WRITE with inline dedup (store/dedup.c) */
 	void              *data;        /* record data, whole sectors (names, copy source) */
 	uint32_t           data_len;
 	int                err;
@@ -119,6 +120,7 @@ struct batch {
 
 struct ckpt;
 struct store_cleaner;
+struct store_dedup;
 
 struct store_pool {
 	struct ev_loop       *loop;
@@ -186,6 +188,7 @@ struct store_pool {
 	void                 *close_arg;
 
 	struct store_cleaner *cleaner;
+	struct store_dedup   *dedup;    /* NULL: inline dedup off (store/dedup.c) */
 
 	struct store_pool_stats st;
 };
@@ -273,6 +276,37 @@ int  store_clean_apply(struct store_pool *p, const struct fmt_rec_entry *e,
                        const char *data, uint64_t data_sectors);
 /* Calls done once the cleaner has nothing in flight (pool close). */
 void store_clean_quiesce(struct store_pool *p, void (*done)(void *), void *arg);
+
+/* dedup.c: inline dedup of 4 KiB blocks, when the pool has it on */
+int  store_dedup_open(struct store_pool *p, int want);
+void store_dedup_close(struct store_pool *p);
+/* Takes write r when it can dedup (4 KiB aligned, pool has it on): hashes
+ * its blocks and queues it; blocks whose hash is known wait for a compare. */
+bool store_dedup_write(struct store_pool *p, struct store_req *r);
+/* r still compares: it waits at the queue's head, keeping the log's order. */
+bool store_dedup_waiting(const struct store_req *r);
+/* The 4 KiB blocks from sector off of r that reference data (a REF entry):
+ * *la gets the first one's log address; 0 when off starts data to write. */
+uint64_t store_dedup_refs(const struct store_req *r, uint64_t off, uint64_t *la);
+/* Sectors from off of r that are data to write, up to the next reference. */
+uint64_t store_dedup_data(const struct store_req *r, uint64_t off);
+/* Entry e of r (WRITE or REF) was applied from record seq. */
+void store_dedup_applied(struct store_pool *p, struct store_req *r,
+                         const struct fmt_rec_entry *e, uint64_t seq);
+void store_dedup_req_free(struct store_req *r);
+/* Every sector of [la, la + sectors) is referenced by some map (a run
+ * whose references fall to none leaves the address table at once). */
+bool store_dedup_held(const struct store_pool *p, uint64_t la, uint64_t sectors);
+/* The block hash; tests may swap it (a constant one forces collisions). */
+extern uint64_t (*store_dedup_hash)(const void *block);
+/* A REF entry's log address (format.h). */
+static inline uint64_t fmt_ref_la(const struct fmt_rec_entry *e)
+{
+	return (uint64_t)e->reserved << 32 | e->data_off;
+}
+
+/* log.c: one more piece of r is done (an entry, or a block written again). */
+void store_log_piece_done(struct store_pool *p, struct store_req *r, int err);
 
 /* super.c */
 int  store_super_read(struct store_pool *p);

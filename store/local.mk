@@ -6,4 +6,5 @@ libsl_store_a_SOURCES = \
 	%reldir%/map.h %reldir%/map.c %reldir%/addr.h %reldir%/addr.c \
 	%reldir%/super.c %reldir%/pool.c %reldir%/vol.c \
 	%reldir%/log.c %reldir%/clean.c %reldir%/recover.c %reldir%/ckpt.c %reldir%/check.c %reldir%/meta.c \
+	%reldir%/dedup.c \
 	%reldir%/backend_file.c %reldir%/io_threads.c %reldir%/io_uring.c

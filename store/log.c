@@ -205,6 +205,7 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 		                     (b->n + 1) * sizeof(struct fmt_rec_entry));
 		uint64_t want = req_data_sectors(r), fit;
 		struct batch_ent *be;
+		bool full = false;
 
 		/* under the mark, writes wait for the cleaner while it can give
 		 * space back: the segments left are for its copies and MOVEs */
@@ -219,6 +220,29 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 		}
 		if (hdr + STORE_BLOCK > room)
 			break;
+		if (r->dd) {            /* inline dedup: references, then data */
+			uint64_t la, refs;
+
+			if (store_dedup_waiting(r))
+				break;  /* compares run: r keeps its place */
+			if ((refs = store_dedup_refs(r, r->sealed, &la)) > 0) {
+				be = &b->ents[b->n++];
+				memset(be, 0, sizeof(*be));
+				be->req = r;
+				be->e = (struct fmt_rec_entry){ .type = FMT_ENT_REF,
+					.vol = r->vol->id, .lba = r->lba + r->sealed,
+					.sectors = refs, .data_off = (uint32_t)la,
+					.reserved = (uint32_t)(la >> 32) };
+				r->pieces++;
+				if (store_req_needs_flush(r))
+					b->flush = true;
+				r->sealed += refs;
+				if (r->sealed == r->sectors)
+					STAILQ_REMOVE_HEAD(&p->queue, link);
+				continue;
+			}
+			want = store_dedup_data(r, r->sealed);
+		}
 		fit = (room - hdr) / STORE_SECTOR;
 		fit = fit > data ? fit - data : 0;
 		if (want > fit && (r->type != REQ_WRITE || fit == 0))
@@ -233,6 +257,7 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 			if (fit <= cut)
 				break;
 			want = fit - cut;
+			full = true;
 		}
 		be = &b->ents[b->n++];
 		memset(be, 0, sizeof(*be));
@@ -248,8 +273,10 @@ static uint64_t batch_pick(struct store_pool *p, struct batch *b, size_t room)
 			be->e.lba = r->lba + r->sealed;
 			be->e.sectors = want;
 			r->sealed += want;
-			if (r->sealed < r->sectors)
+			if (r->sealed < r->sectors && full)
 				break;  /* record full: r stays at the head */
+			if (r->sealed < r->sectors)
+				continue;       /* a reference follows (dedup) */
 		} else if (r->type == REQ_UNMAP || r->type == REQ_COPY) {
 			be->e.type = r->type == REQ_UNMAP ? FMT_ENT_UNMAP : FMT_ENT_COPY;
 			be->e.lba = r->lba;
@@ -462,7 +489,7 @@ static bool log_seal(struct store_pool *p)
 
 /* ---- completion ------------------------------------------------------------ */
 
-static void batch_finish_req(struct store_pool *p, struct store_req *r, int err)
+void store_log_piece_done(struct store_pool *p, struct store_req *r, int err)
 {
 	if (--r->pieces > 0)
 		return;
@@ -501,10 +528,12 @@ static void batch_finish(struct store_pool *p, struct batch *b)
 		if (rc) {       /* the record is durable but the map cannot take it */
 			store_pool_fail(p, rc, "map update");
 			err = STORE_EFAILED;
+		} else if (r->dd) {
+			store_dedup_applied(p, r, &be->e, b->seq);
 		}
 	}
 	for (uint32_t i = 0; i < b->n; i++)
-		batch_finish_req(p, b->ents[i].req, err);
+		store_log_piece_done(p, b->ents[i].req, err);
 	b->n = 0;
 	while (!STAILQ_EMPTY(&b->flushes)) {
 		struct store_req *r = STAILQ_FIRST(&b->flushes);

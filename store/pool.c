@@ -299,6 +299,8 @@ int store_pool_open(struct ev_loop *loop, const struct store_pool_opts *o,
 	rc = store_clean_init(p);
 	if (rc == 0)
 		rc = store_log_start(p);
+	if (rc == 0)
+		rc = store_dedup_open(p, o->dedup);
 	if (rc)
 		goto fail;
 	*out = p;
@@ -309,6 +311,7 @@ fail:
 	p->be->ops->destroy(p->be);
 	store_meta_free_all(p);
 	store_clean_fini(p);
+	store_dedup_close(p);
 fail_free:
 	store_addr_fini(&p->addr);
 	free(p->by_id);
@@ -329,6 +332,7 @@ static void pool_free(struct store_pool *p)
 	store_ckpt_abandon(p);
 	store_meta_free_all(p);
 	store_clean_fini(p);
+	store_dedup_close(p);
 	store_addr_fini(&p->addr);
 	free(p->by_id);
 	store_segs_free(p);

@@ -63,6 +63,8 @@ struct store_pool_opts {
 	uint64_t        create_bytes;    /* create a pool of this size if none is there; 0: must exist */
 	uint32_t        segment_bytes;   /* at creation; 0: 16 MiB */
 	enum store_engine engine;
+	int             dedup;           /* inline dedup of 4 KiB blocks: 1 on, -1 off (either
+	                                  * is kept in the pool), 0 as the pool has it (new: off) */
 	bool            read_only;       /* recover in memory, never write (fsck) */
 	uint32_t        checkpoint_secs; /* 0: 30 */
 	uint64_t        checkpoint_log_bytes; /* log written that forces a checkpoint; 0: 1 GiB */
@@ -105,6 +107,11 @@ struct store_pool_stats {
 	uint64_t cleaner_write_bytes;    /* of device_write_bytes, the cleaner's copies */
 	uint64_t cleaned_segments;       /* segments the cleaner freed */
 	bool     cleaning;               /* free segments are short: the cleaner runs */
+	bool     dedup;                  /* inline dedup is on */
+	uint64_t dedup_blocks;           /* 4 KiB blocks written as a reference to equal data */
+	uint64_t dedup_mismatches;       /* equal hash, other bytes: written as data */
+	uint64_t dedup_rewrites;         /* blocks whose data died before their reference
+	                                  * took effect: written again as data */
 	uint64_t map_bytes;              /* RAM held by volume maps */
 	uint64_t map_extents;
 	uint64_t replayed_records;       /* at the last open */

@@ -385,6 +385,7 @@ void store_req_complete(struct store_pool *p, struct store_req *r, int err)
 		p->st.host_write_bytes += r->sectors * STORE_SECTOR;
 	}
 	r->done(r->arg, err);
+	store_dedup_req_free(r);
 	free(r->blob);
 	free(r->data);
 	free(r);
@@ -870,7 +871,8 @@ int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
 		return replay ? STORE_ECORRUPT : 0;
 	if (v->snapshot && e->type != FMT_ENT_VOL_DELETE)
 		return STORE_ECORRUPT;
-	if ((e->type == FMT_ENT_WRITE || e->type == FMT_ENT_UNMAP || e->type == FMT_ENT_COPY) &&
+	if ((e->type == FMT_ENT_WRITE || e->type == FMT_ENT_UNMAP || e->type == FMT_ENT_COPY ||
+	     e->type == FMT_ENT_REF) &&
 	    (e->sectors > v->sectors || e->lba > v->sectors - e->sectors))
 		return STORE_ECORRUPT;
 	switch (e->type) {
@@ -888,6 +890,19 @@ int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
 		break;
 	case FMT_ENT_COPY:
 		rc = apply_copy(p, v, e, data, data_sectors);
+		break;
+	case FMT_ENT_REF:
+		la = fmt_ref_la(e);
+		if (e->sectors == 0 || (la & ((1u << ADDR_OFF_BITS) - 1)) + e->sectors >
+		                       (1u << ADDR_OFF_BITS))
+			return STORE_ECORRUPT;
+		/* only data something still holds here (store/dedup.c): else void */
+		if (!store_dedup_held(p, la, e->sectors))
+			break;
+		/* held across the change: the range may be its only holder */
+		store_addr_ref(&p->addr, la, e->sectors, +1);
+		rc = store_map_set(&v->map, e->lba, e->sectors, la);
+		store_addr_ref(&p->addr, la, e->sectors, -1);
 		break;
 	case FMT_ENT_VOL_DELETE:
 		if (v->snaps)
@@ -990,6 +1005,8 @@ void store_vol_write(struct store_vol *v, uint64_t lba, const struct iovec *iov,
 	r->iov = iov;
 	r->iovcnt = iovcnt;
 	r->flags = flags;
+	if (!err && v->pool->dedup && store_dedup_write(v->pool, r))
+		return;
 	req_submit(v->pool, r, err);
 }
 

@@ -51,3 +51,8 @@ check_PROGRAMS += tests/unit/test_crash_clean
 tests_unit_test_crash_clean_SOURCES = %reldir%/test_crash_clean.c
 tests_unit_test_crash_clean_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_crash_clean_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_dedup
+tests_unit_test_dedup_SOURCES = %reldir%/test_dedup.c
+tests_unit_test_dedup_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_dedup_LDADD = $(SL_TEST_LIBS)
