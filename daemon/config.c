@@ -361,6 +361,15 @@ static int cfg_json_login_timeout(struct cfg *c, json_t *v, struct cfg_json_err 
 	return cfg_json_secs(v, &c->login_timeout, &e->why);
 }
 
+/* Inline dedup: the pool keeps the setting, so a config without the key
+ * leaves it as it was. */
+static int cfg_json_dedup(struct cfg *c, json_t *v, struct cfg_json_err *e)
+{
+	(void)e;
+	c->dedup = json_is_true(v) ? 1 : -1;
+	return 0;
+}
+
 static const struct cfg_key {
 	const char  *name;
 	json_type    type;
@@ -375,6 +384,7 @@ static const struct cfg_key {
 	{ "segment_size",        JSON_INTEGER, cfg_json_segment_size },
 	{ "checkpoint_interval", JSON_INTEGER, cfg_json_checkpoint_interval },
 	{ "thin_threshold_percent", JSON_INTEGER, cfg_json_thin_threshold },
+	{ "dedup",               JSON_TRUE,    cfg_json_dedup },
 	{ "nop_interval",        JSON_INTEGER, cfg_json_nop_interval },
 	{ "nop_timeout",         JSON_INTEGER, cfg_json_nop_timeout },
 	{ "login_timeout",       JSON_INTEGER, cfg_json_login_timeout },
@@ -427,7 +437,7 @@ static int cfg_key_set(struct cfg *c, const char *file, const char *key, json_t 
 
 		if (strcmp(key, k->name) != 0)
 			continue;
-		if (json_typeof(v) != k->type) {
+		if (json_typeof(v) != k->type && !(k->type == JSON_TRUE && json_is_boolean(v))) {
 			log_error("config %s: \"%s\" must be %s, not %s", file, key,
 			          cfg_json_type_name(k->type),
 			          cfg_json_type_name(json_typeof(v)));

@@ -95,6 +95,7 @@ static int daemon_pool_open(struct sluiced *d)
 		.segment_bytes   = d->cfg.segment_size,
 		.engine          = d->cfg.io_engine,
 		.checkpoint_secs = d->cfg.checkpoint_interval,
+		.dedup           = d->cfg.dedup,
 		.log             = log_store_cb,
 	};
 	struct stat st;

@@ -71,6 +71,11 @@ static json_t *pool_json(const struct store_pool_stats *st)
 		"failed", st->failed);
 	if (!o)
 		return NULL;
+	/* blocks: 4 KiB writes stored as a reference to equal data */
+	json_object_set_new(o, "dedup", json_pack("{s:b, s:I, s:I, s:I}",
+		"enabled", st->dedup, "blocks", (json_int_t)st->dedup_blocks,
+		"mismatches", (json_int_t)st->dedup_mismatches,
+		"rewrites", (json_int_t)st->dedup_rewrites));
 	json_object_set_new(o, "counters", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, "
 	                                              "s:I, s:I, s:I, s:I, s:I}",
 		"acked_writes", (json_int_t)st->acked_writes,
