@@ -16,6 +16,9 @@
  *    |       MEM_WAIT ---------------------+  (budget for R2T or data-in)
  *    +--(CDB fails or no data-out)------> EXEC or DONE
  *
+ *   DATA_OUT --(unsolicited data against InitialR2T or FirstBurstLength,
+ *   RFC 7143 11.4.7.2)--> DONE with CHECK CONDITION: iscsi_rx_data_out.
+ *
  *   new: iscsi_rx_scsi_cmd; DATA_OUT: iscsi_task_data_out; EXEC:
  *   iscsi_task_exec; DONE: iscsi_task_respond. Abort (TMF, connection
  *   loss) frees a task at once unless it is in EXEC: then it is freed when
@@ -635,20 +638,35 @@ static int iscsi_task_data_copy(struct iscsi_task *t, uint32_t off, const uint8_
 	return scsi_buf_copy_in(&t->scsi.buf, off, d, len);
 }
 
+/* RFC 7143 11.4.7.2: iSCSI conditions that end a command in CHECK
+ * CONDITION, ABORTED COMMAND (the connection goes on) */
+#define ISCSI_ASC_UNEXPECTED_UNSOL      0x0c0c  /* unexpected unsolicited data */
+#define ISCSI_ASC_UNSOL_AMOUNT          0x0c0d  /* incorrect amount of data */
+
+/* Unsolicited Data-Out (TTT ffffffffh). Allowed only with InitialR2T=No
+ * (13.10), as one burst right after the command: if EDTL exceeds
+ * FirstBurstLength, immediate plus unsolicited data must make exactly
+ * FirstBurstLength (11.4.7.2), never more. 0: taken; > 0: the command
+ * ends with this ASC; -EPROTO: out of sequence (ERL 0: drop). */
 static int iscsi_data_unsolicited(struct iscsi_task *t, const struct iscsi_bhs_data *h,
                                   const struct iscsi_pdu *p)
 {
-	if (t->unsol_done || be32toh(h->offset) != t->unsol_got ||
-	    be32toh(h->datasn) != t->unsol_datasn ||
-	    t->unsol_got + p->dlen > t->conn->params.first_burst)
+	uint32_t first = t->conn->params.first_burst;
+
+	if (t->conn->params.initial_r2t || t->unsol_done)
+		return ISCSI_ASC_UNEXPECTED_UNSOL;
+	if (be32toh(h->offset) != t->unsol_got || be32toh(h->datasn) != t->unsol_datasn)
 		return -EPROTO;
+	if (t->unsol_got + p->dlen > first)
+		return ISCSI_ASC_UNSOL_AMOUNT;
 	if (iscsi_task_data_copy(t, t->unsol_got, p->data, p->dlen) < 0)
 		return -ENOMEM;
 	t->unsol_got += p->dlen;
 	t->unsol_datasn++;
-	if (h->flags & ISCSI_FLAG_FINAL)
-		t->unsol_done = true;
-	return 0;
+	if (!(h->flags & ISCSI_FLAG_FINAL))
+		return 0;
+	t->unsol_done = true;
+	return t->scsi.edtl > first && t->unsol_got != first ? ISCSI_ASC_UNSOL_AMOUNT : 0;
 }
 
 static int iscsi_data_solicited(struct iscsi_task *t, const struct iscsi_bhs_data *h,
@@ -694,6 +712,15 @@ static void iscsi_rx_data_out(struct iscsi_conn *c, struct iscsi_pdu *p)
 	else
 		err = iscsi_data_solicited(t, h, p);
 	iscsi_pdu_free(p);
+	if (err > 0) {
+		/* the rest of its data is dropped: the task is gone */
+		iscsi_log(c->srv, STORE_LOG_WARN, "%s: ITT 0x%x: %s unsolicited data: command "
+		          "ended", c->peer, be32toh(t->itt),
+		          err == ISCSI_ASC_UNEXPECTED_UNSOL ? "unexpected" : "wrong amount of");
+		scsi_sense(&t->scsi, SCSI_SK_ABORTED_COMMAND, (uint16_t)err);
+		iscsi_task_respond(t);
+		return;
+	}
 	if (err == -EPROTO) {
 		/* ERL 0: a sequence error ends the connection (RFC 7143 7.1.4.1) */
 		iscsi_conn_close(c, "Data-Out out of sequence");
@@ -731,7 +758,10 @@ static struct iscsi_task *iscsi_task_new(struct iscsi_conn *c, const struct iscs
 	t->scsi.port = &s->port;
 	t->scsi.edtl = (h->flags & (ISCSI_CMD_READ | ISCSI_CMD_WRITE)) ? be32toh(h->edtl) : 0;
 	t->scsi.done = iscsi_task_scsi_done;
-	t->unsol_done = !(h->flags & ISCSI_CMD_WRITE) || (h->flags & ISCSI_FLAG_FINAL);
+	/* InitialR2T=Yes: no unsolicited Data-Out may follow, whatever F
+	 * says; R2Ts start at once */
+	t->unsol_done = !(h->flags & ISCSI_CMD_WRITE) || (h->flags & ISCSI_FLAG_FINAL) ||
+	                c->params.initial_r2t;
 	t->state = ISCSI_TASK_DATA_OUT;
 	TAILQ_INSERT_TAIL(&s->tasks, t, link);
 	if (t->counted)

@@ -5,7 +5,8 @@
 # allow-list refuses, CRC32C digests, ABORT TASK / ABORT TASK SET / LUN
 # RESET under load, relogin with a new and the old ISID, TCP resets during
 # R2T and with commands in the store, a session that stops reading its
-# socket, the CmdSN window edges, malformed PDUs and malformed logins,
+# socket, unsolicited data against InitialR2T and FirstBurstLength, the
+# CmdSN window edges, malformed PDUs and malformed logins,
 # a NOP-Out flood from a peer that reads nothing, discovery of 1000
 # targets, running out of file descriptors, SIGTERM with sessions busy,
 # and (restarted with short ones) the NOP-In and login timeouts.
@@ -183,6 +184,7 @@ fi
 scenario digest 5 digest "$PORTAL" "$IQN"
 scenario big 8 big "$PORTAL" "$IQN"
 scenario unsol 5 unsol "$PORTAL" "$IQN"
+scenario initialr2t 4 initialr2t "$PORTAL" "$IQN"
 scenario abort 2 abort "$PORTAL" "$IQN"
 scenario relogin 4 relogin "$PORTAL" "$IQN"
 scenario r2treset 1 r2treset "$PORTAL" "$IQN" 50

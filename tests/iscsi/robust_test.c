@@ -10,6 +10,7 @@
  *   iscsi-robust-test digest   HOST:PORT IQN
  *   iscsi-robust-test big      HOST:PORT IQN
  *   iscsi-robust-test unsol    HOST:PORT IQN
+ *   iscsi-robust-test initialr2t HOST:PORT IQN
  *   iscsi-robust-test abort    HOST:PORT IQN
  *   iscsi-robust-test relogin  HOST:PORT IQN
  *   iscsi-robust-test r2treset HOST:PORT IQN REPEAT
@@ -96,6 +97,7 @@ static int failures;
 static bool lib_header_digest;          /* libiscsi sessions ask for CRC32C */
 static uint32_t raw_mrdsl = 262144;     /* raw sessions' MaxRecvDataSegmentLength */
 static bool raw_unsolicited;            /* raw sessions offer InitialR2T=No */
+static char login_keys[4096];           /* the last login response's text */
 
 static void check(bool ok, const char *fmt, ...)
 {
@@ -401,6 +403,10 @@ static int raw_login(struct raw *r, const char *init, const char *target, uint8_
 	}
 	r->tsih = (uint16_t)(p.h[14] << 8 | p.h[15]);
 	r->statsn_exp = be32(p.h + 24) + 1;
+	memset(login_keys, 0, sizeof(login_keys));
+	if (p.dlen)
+		memcpy(login_keys, p.data, p.dlen < sizeof(login_keys) - 1 ? p.dlen :
+		       sizeof(login_keys) - 1);
 	pdu_free(&p);
 	return n;
 }
@@ -529,7 +535,8 @@ static bool raw_ping_reply(struct raw *r, struct pdu *p)
 
 struct result {
 	int      status;        /* SCSI status, -1 none */
-	uint8_t  key, asc;      /* sense */
+	uint8_t  key, asc, ascq; /* sense */
+	uint8_t  reject;        /* Reject reason, 0 none */
 };
 
 static void sense_parse(const struct pdu *p, struct result *res)
@@ -541,9 +548,11 @@ static void sense_parse(const struct pdu *p, struct result *res)
 	if ((s[0] & 0x7f) >= 0x72) {
 		res->key = s[1] & 0xf;
 		res->asc = p->dlen >= 5 ? s[2] : 0;
-	} else if (p->dlen >= 2 + 13) {
+		res->ascq = p->dlen >= 6 ? s[3] : 0;
+	} else if (p->dlen >= 2 + 14) {
 		res->key = s[2] & 0xf;
 		res->asc = s[12];
+		res->ascq = s[13];
 	}
 }
 
@@ -902,17 +911,20 @@ static int cmd_big(int argc, char **argv)
 	return 0;
 }
 
-/* unsol: InitialR2T=No, ImmediateData=Yes, FirstBurstLength=64 KiB (what
- * Linux and ESXi initiators negotiate): a WRITE carries 8 KiB immediate,
- * unsolicited Data-Out up to the first burst, then R2Ts for the rest.
- * Unsolicited data past the first burst ends the connection (ERL 0). */
+/* A WRITE of nblk at lba from buf: imm bytes of immediate data, then
+ * unsolicited Data-Out (TTT ffffffffh) up to byte first, the last with F;
+ * the command's F bit as cmd_final says (honest: set when no Data-Out
+ * follows); R2Ts answered. Returns the SCSI status with res filled, -1
+ * when the connection is lost, -2 when the command is rejected (res->reject
+ * has the reason; its CmdSN is not taken, so it is handed back). */
 static int unsol_write(struct raw *r, uint64_t lba, uint32_t nblk, const uint8_t *buf,
-                       uint32_t first)
+                       uint32_t imm, uint32_t first, bool cmd_final, struct result *res)
 {
-	uint32_t len = nblk * BLK, imm = 8192, off, sn = 0, itt;
-	uint8_t h[48] = { OP_SCSI_CMD, F_WRITE | ATTR_SIMPLE };
+	uint32_t len = nblk * BLK, off, sn = 0, itt;
+	uint8_t h[48] = { OP_SCSI_CMD, (cmd_final ? F_FINAL : 0) | F_WRITE | ATTR_SIMPLE };
 	struct pdu p;
 
+	*res = (struct result){ .status = -1 };
 	itt = r->itt++;
 	put32(h + 16, itt);
 	put32(h + 20, len);
@@ -937,41 +949,148 @@ static int unsol_write(struct raw *r, uint64_t lba, uint32_t nblk, const uint8_t
 		if ((p.h[0] & 0x3f) == OP_R2T && be32(p.h + 16) == itt) {
 			raw_answer_r2t(r, &p, buf);
 		} else if ((p.h[0] & 0x3f) == OP_SCSI_RSP && be32(p.h + 16) == itt) {
-			int st = p.h[3];
-
+			res->status = p.h[3];
+			sense_parse(&p, res);
 			pdu_free(&p);
-			return st;
+			return res->status;
+		} else if ((p.h[0] & 0x3f) == OP_REJECT && p.dlen >= 48 && be32(p.data + 16) == itt) {
+			res->reject = p.h[2];
+			r->cmdsn--;
+			pdu_free(&p);
+			return -2;
 		}
 		pdu_free(&p);
 	}
 }
 
+/* CHECK CONDITION, ABORTED COMMAND with ASC 0Ch and this ASCQ: the
+ * iSCSI conditions of RFC 7143 11.4.7.2 (0Ch unexpected unsolicited
+ * data, 0Dh incorrect amount of data). */
+static bool aborted_0c(int st, const struct result *res, uint8_t ascq)
+{
+	if (st != 2 || res->key != 0xb || res->asc != 0x0c || res->ascq != ascq)
+		printf("# status %d sense %x/%02x/%02x, want 2 b/0c/%02x\n", st, res->key,
+		       res->asc, res->ascq, ascq);
+	return st == 2 && res->key == 0xb && res->asc == 0x0c && res->ascq == ascq;
+}
+
+/* The last login response answered key=value. */
+static bool login_says(const char *kv)
+{
+	return memmem(login_keys, sizeof(login_keys), kv, strlen(kv) + 1) != NULL;
+}
+
+/* nblk at lba hold generation gen. */
+static bool raw_holds(struct raw *r, uint64_t lba, uint32_t nblk, uint32_t gen)
+{
+	uint8_t *b = malloc((size_t)nblk * BLK);
+	bool ok = raw_read(r, lba, nblk, b) == 0 && pattern_ok(b, lba, nblk, gen);
+
+	free(b);
+	return ok;
+}
+
+/* A WRITE against the unsolicited data rules ends in CHECK CONDITION
+ * 0B/0C/ascq, writes nothing (the blocks still hold generation kept), and
+ * the session goes on. */
+static bool unsol_refused(struct raw *r, uint64_t lba, uint32_t nblk, const uint8_t *buf,
+                          uint32_t imm, uint32_t first, bool cmd_final, uint8_t ascq,
+                          uint32_t kept)
+{
+	struct result res;
+	int st = unsol_write(r, lba, nblk, buf, imm, first, cmd_final, &res);
+
+	return aborted_0c(st, &res, ascq) && raw_tur(r) == 0 && raw_holds(r, lba, nblk, kept);
+}
+
+/* unsol: InitialR2T=No, ImmediateData=Yes, FirstBurstLength=64 KiB (what
+ * Linux and ESXi initiators negotiate): a WRITE carries 8 KiB immediate,
+ * unsolicited Data-Out up to the first burst, then R2Ts for the rest.
+ * Unsolicited data past the first burst, short of it (with more to come
+ * by R2T) or after the F bit ends the command in CHECK CONDITION (RFC 7143
+ * 11.4.7.2), writes nothing, and the connection goes on. */
 static int cmd_unsol(int argc, char **argv)
 {
 	uint8_t *w = malloc(1024 * BLK), *b = malloc(1024 * BLK);
+	struct result res;
 	struct raw r;
-	struct pdu p;
-	int rc;
 
 	(void)argc; (void)argv;
 	raw_unsolicited = true;
 	raw_open(&r, 6, false);
+	check(login_says("InitialR2T=No"), "unsol: InitialR2T=No offered, No negotiated");
 	pattern(w, 214000, 1024, 10);
-	check(unsol_write(&r, 214000, 1024, w, 65536) == 0 && raw_read(&r, 214000, 1024, b) == 0 &&
-	      memcmp(w, b, 1024 * BLK) == 0,
+	check(unsol_write(&r, 214000, 1024, w, 8192, 65536, false, &res) == 0 &&
+	      raw_read(&r, 214000, 1024, b) == 0 && memcmp(w, b, 1024 * BLK) == 0,
 	      "unsol: 512 KiB: 8 KiB immediate, Data-Out to 64 KiB, R2T for the rest");
 	pattern(w, 214000, 64, 11);
-	check(unsol_write(&r, 214000, 64, w, 65536) == 0 && raw_read(&r, 214000, 64, b) == 0 &&
-	      memcmp(w, b, 64 * BLK) == 0, "unsol: 32 KiB, all of it unsolicited");
+	check(unsol_write(&r, 214000, 64, w, 8192, 65536, false, &res) == 0 &&
+	      raw_read(&r, 214000, 64, b) == 0 && memcmp(w, b, 64 * BLK) == 0,
+	      "unsol: 32 KiB, all of it unsolicited");
+	check(raw_write_verify(&r, 214000, 1024, 12), "unsol: 512 KiB through R2T only");
+	pattern(w, 214000, 1024, 13);
 	/* 96 KiB unsolicited where 64 KiB is the first burst */
-	rc = unsol_write(&r, 214000, 1024, w, 98304);
-	if (rc != -1)
-		while (raw_recv(&r, &p, WAIT_MS) == 0)
-			pdu_free(&p);
-	check(rc == -1, "unsol: Data-Out past FirstBurstLength drops the connection");
+	check(unsol_refused(&r, 214000, 1024, w, 8192, 98304, false, 0x0d, 12),
+	      "unsol: Data-Out past FirstBurstLength: CHECK CONDITION 0B/0C/0D, nothing "
+	      "written, the session goes on");
+	/* 24 KiB unsolicited of a 512 KiB WRITE: short of the first burst */
+	check(unsol_refused(&r, 214000, 1024, w, 8192, 24576, false, 0x0d, 12),
+	      "unsol: unsolicited data short of FirstBurstLength: CHECK CONDITION 0B/0C/0D");
+	/* the command said F (no Data-Out follows), then one does */
+	check(unsol_refused(&r, 214000, 32, w, 8192, 16384, true, 0x0c, 12),
+	      "unsol: Data-Out after the command's F bit: CHECK CONDITION 0B/0C/0C");
+	pattern(w, 214000, 1024, 14);
+	check(unsol_write(&r, 214000, 1024, w, 8192, 65536, false, &res) == 0 &&
+	      raw_holds(&r, 214000, 1024, 14), "unsol: then an unsolicited WRITE works again");
 	raw_close(&r);
+	raw_unsolicited = false;
 	free(w);
 	free(b);
+	return 0;
+}
+
+/* initialr2t: with InitialR2T=Yes (the default, and what the raw session
+ * offers) unsolicited Data-Out is a protocol error: the command ends in
+ * CHECK CONDITION, ABORTED COMMAND, 0C/0Ch (RFC 7143 11.4.7.2), nothing is
+ * written, the connection and another session go on. Immediate data is
+ * still allowed up to FirstBurstLength (and is a Reject past it); past
+ * MaxRecvDataSegmentLength the PDU cannot be framed: the connection drops. */
+static int cmd_initialr2t(int argc, char **argv)
+{
+	uint8_t *w = malloc(1024 * BLK);
+	struct raw r, by;
+	struct result res;
+	int st;
+
+	(void)argc; (void)argv;
+	raw_open(&by, 75, false);
+	raw_open(&r, 74, false);
+	check(login_says("InitialR2T=Yes"), "initialr2t: InitialR2T=Yes offered, Yes negotiated");
+	check(raw_write_verify(&r, 268000, 256, 20), "initialr2t: WRITE by R2T works");
+	pattern(w, 268000, 256, 21);
+	check(unsol_refused(&r, 268000, 256, w, 0, 256 * BLK, true, 0x0c, 20),
+	      "initialr2t: unsolicited Data-Out: CHECK CONDITION 0B/0C/0C, nothing written, "
+	      "the session goes on");
+	check(unsol_refused(&r, 268000, 256, w, 8192, 65536, false, 0x0c, 20),
+	      "initialr2t: the same after immediate data, the command without F");
+	check(raw_write_verify(&by, 268400, 16, 22), "initialr2t: another session unaffected");
+	pattern(w, 268000, 256, 23);
+	st = unsol_write(&r, 268000, 256, w, 65536, 65536, true, &res);
+	check(st == 0 && raw_holds(&r, 268000, 256, 23),
+	      "initialr2t: 64 KiB immediate data (= FirstBurstLength), R2T for the rest");
+	st = unsol_write(&r, 268000, 256, w, 65536 + 512, 65536 + 512, true, &res);
+	check(st == -2 && res.reject == 0x04 && raw_tur(&r) == 0 && raw_holds(&r, 268000, 256, 23),
+	      "initialr2t: immediate data past FirstBurstLength: Reject 'protocol error' "
+	      "(reason 0x%02x), nothing written", res.reject);
+	pattern(w, 268000, 1024, 24);
+	st = unsol_write(&r, 268000, 1024, w, 262144 + 512, 262144 + 512, true, &res);
+	check(st == -1, "initialr2t: immediate data past MaxRecvDataSegmentLength (256 KiB): "
+	      "the connection is dropped");
+	raw_close(&r);
+	check(raw_holds(&by, 268000, 256, 23) && raw_write_verify(&by, 268400, 16, 25),
+	      "initialr2t: the other session goes on, the data is the last good write's");
+	raw_close(&by);
+	free(w);
 	return 0;
 }
 
@@ -2122,6 +2241,7 @@ static const struct {
 	{ "malformed", cmd_malformed }, { "badlogin", cmd_badlogin },
 	{ "chapskip", cmd_chapskip }, { "fdlimit", cmd_fdlimit }, { "login", cmd_login }, { "flood", cmd_flood }, { "shutdown", cmd_shutdown },
 	{ "nop", cmd_nop }, { "nopttt", cmd_nopttt }, { "logintimeout", cmd_logintimeout },
+	{ "initialr2t", cmd_initialr2t },
 };
 
 int main(int argc, char **argv)
