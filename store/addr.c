@@ -91,7 +91,7 @@ static struct addr_rec *rec_get(struct store_addr *t, uint64_t seq, bool create)
 		return NULL;
 	r->seq = seq;
 	*pp = r;
-	if (++t->nrecs > 2 * (t->mask + 1))
+	if (++t->nrecs > t->mask + 1)      /* chains of one: each link is a miss */
 		table_grow(t);
 	return r;
 }
@@ -228,6 +228,31 @@ static void run_live(struct store_addr *t, const struct addr_rec *r,
 		t->live_fn(t->live_arg, addr_la(r->seq, a->off), a->pba, a->len, sign);
 }
 
+/* The common death, of sectors [o, e) strictly inside a run only one leaf
+ * holds (an overwrite in the middle of older data): the run becomes head
+ * and tail with one move of the runs after it, where splitting twice and
+ * dropping the middle moves them three times. Room for one more run must
+ * be there. False when that is not the case (nothing has changed). */
+static bool ref_punch(struct store_addr *t, struct addr_rec *r, uint64_t o, uint64_t e)
+{
+	uint32_t i = run_find(r, o);
+	struct addr_run *a = &r->run[i], dead, tail;
+
+	if (i >= r->n || a->off >= o || (uint64_t)a->off + a->len <= e || a->refs != 1)
+		return false;
+	dead = (struct addr_run){ .off = (uint16_t)o, .len = (uint16_t)(e - o),
+	                          .pba = a->pba + (o - a->off) };
+	tail = (struct addr_run){ .off = (uint16_t)e, .len = (uint16_t)(a->off + a->len - e),
+	                          .refs = 1, .pba = a->pba + (e - a->off) };
+	memmove(&r->run[i + 2], &r->run[i + 1], (r->n - i - 1) * sizeof(*a));
+	a->len = (uint16_t)(o - a->off);
+	r->run[i + 1] = tail;
+	r->n++;
+	t->nruns++;
+	run_live(t, r, &dead, -1);
+	return true;
+}
+
 void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 {
 	struct store_addr *t = arg;
@@ -243,6 +268,8 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 		t->err = -ENOMEM;
 		return;
 	}
+	if (delta < 0 && ref_punch(t, r, o, e))
+		return;
 	i = first = run_start(t, r, o);
 	while (o < e) {
 		struct addr_run *a;
@@ -339,6 +366,27 @@ int store_addr_visit_record(const struct store_addr *t, uint64_t seq, uint64_t l
 			return rc;
 	}
 	return 0;
+}
+
+void store_addr_prefetch(const struct store_addr *t, uint64_t la, bool runs)
+{
+	const struct addr_rec *r;
+	size_t bytes, step;
+
+	if (!runs) {    /* the record, without waiting for the bucket's first */
+		r = t->bucket[seq_hash(la >> ADDR_OFF_BITS) & t->mask];
+		if (r)
+			__builtin_prefetch(r, 1, 1);
+		return;
+	}
+	r = rec_get((struct store_addr *)t, la >> ADDR_OFF_BITS, false);
+	if (!r || !r->n)
+		return;
+	/* all the lines a search for the offset may probe, up to 64 of them */
+	bytes = r->n * sizeof(r->run[0]);
+	step = bytes > 64 * 64 ? bytes / 64 : 64;
+	for (size_t o = 0; o < bytes; o += step)
+		__builtin_prefetch((const char *)r->run + o, 1, 1);
 }
 
 uint64_t store_addr_only(void *arg, uint64_t la, uint64_t len)

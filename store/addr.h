@@ -60,6 +60,9 @@ int  store_addr_add(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pb
 void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta);
 /* store_map_only_fn: sectors of [la, la+len) that one leaf alone holds. */
 uint64_t store_addr_only(void *arg, uint64_t la, uint64_t len);
+/* Hints for replay, in two steps some work apart: brings la's record into
+ * the cache, then (runs) the runs of that record. */
+void store_addr_prefetch(const struct store_addr *t, uint64_t la, bool runs);
 /* Visits [la, la+len) in order as pieces on the device; -EUCLEAN when part
  * of it is not in the table. */
 int  store_addr_visit(const struct store_addr *t, uint64_t la, uint64_t len,

@@ -19,6 +19,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,81 @@ static void nodes_add(const struct store_map *m, int delta)
 		*m->nodes += (uint64_t)(int64_t)delta;
 }
 
+/* ---- freezing (map.h: struct store_map_freeze) ---------------------------- */
+
+static bool freeze_on(const struct store_map *m)
+{
+	return m->fz && m->fz->active;
+}
+
+/* The save_gen of a node made now: not part of a running view. */
+static uint32_t young_gen(const struct store_map *m)
+{
+	return freeze_on(m) ? m->fz->gen : 0;
+}
+
+/* Part of the view and not saved yet: must not change. */
+static bool node_frozen(const struct store_map *m, const struct store_map_node *n)
+{
+	return freeze_on(m) && n->save_gen != m->fz->gen;
+}
+
+/* Part of the view (saved or not): must not be freed yet. */
+static bool node_kept(const struct store_map *m, const struct store_map_node *n)
+{
+	return freeze_on(m) && (n->save_gen != m->fz->gen || n->save_id != 0);
+}
+
+static void node_retire(const struct store_map *m, struct store_map_node *n)
+{
+	struct store_map_freeze *fz = m->fz;
+
+	if (fz->nretired == fz->cap) {
+		size_t cap = fz->cap ? fz->cap * 2 : 256;
+		struct store_map_node **v = realloc(fz->retired, cap * sizeof(*v));
+
+		if (!v) {
+			fz->leaked++;   /* never freed, but the view stays whole */
+			return;
+		}
+		fz->retired = v;
+		fz->cap = cap;
+	}
+	fz->retired[fz->nretired++] = n;
+}
+
+void store_map_freeze_begin(struct store_map_freeze *fz, uint32_t gen, uint64_t *nodes)
+{
+	fz->active = true;
+	fz->gen = gen;
+	fz->nodes = nodes;
+}
+
+void store_map_freeze_join(struct store_map *m, struct store_map_freeze *fz)
+{
+	m->fz = fz;
+}
+
+void store_map_freeze_end(struct store_map_freeze *fz)
+{
+	fz->active = false;
+}
+
+size_t store_map_freeze_reap(struct store_map_freeze *fz, size_t max)
+{
+	while (max-- > 0 && fz->nretired > 0) {
+		free(fz->retired[--fz->nretired]);
+		if (fz->nodes)
+			--*fz->nodes;
+	}
+	if (fz->nretired == 0) {
+		free(fz->retired);
+		fz->retired = NULL;
+		fz->cap = 0;
+	}
+	return fz->nretired;
+}
+
 static struct store_map_node *node_new(struct store_map *m, bool leaf)
 {
 	struct store_map_node *n = malloc(sizeof(*n));
@@ -72,7 +148,7 @@ static struct store_map_node *node_new(struct store_map *m, bool leaf)
 	n->n = 0;
 	n->leaf = leaf;
 	n->pad = 0;
-	n->save_gen = 0;
+	n->save_gen = young_gen(m);
 	n->save_id = 0;
 	return n;
 }
@@ -94,17 +170,22 @@ static void node_put(struct store_map_node *n, const struct store_map *m)
 		else
 			ref_change(m, n->ext[i].la, n->ext[i].len, -1);
 	}
+	if (node_kept(m, n)) {
+		node_retire(m, n);      /* a frozen view still shows it */
+		return;
+	}
 	nodes_add(m, -1);
 	free(n);
 }
 
-/* Makes *pp exclusively ours. Sets *shared when it had to copy. */
+/* Makes *pp exclusively ours and free to change. Sets *shared when it had
+ * to copy a shared node. */
 static int node_own(struct store_map *m, struct store_map_node **pp, bool *shared)
 {
 	struct store_map_node *n = *pp, *c;
 
 	*shared = false;
-	if (n->refs == 1)
+	if (n->refs == 1 && !node_frozen(m, n))
 		return 0;
 	c = malloc(sizeof(*c));
 	if (!c)
@@ -112,7 +193,14 @@ static int node_own(struct store_map *m, struct store_map_node **pp, bool *share
 	nodes_add(m, 1);
 	memcpy(c, n, sizeof(*c));
 	c->refs = 1;
-	c->save_gen = 0;
+	c->save_gen = young_gen(m);
+	c->save_id = 0;
+	if (n->refs == 1) {
+		/* frozen: the copy takes its place and what it holds */
+		node_retire(m, n);
+		*pp = c;
+		return 0;
+	}
 	for (unsigned i = 0; i < c->n; i++) {
 		if (c->leaf)
 			ref_change(m, c->ext[i].la, c->ext[i].len, +1);
@@ -318,15 +406,16 @@ static void inner_put_child(struct store_map_node *n, unsigned pos,
  * has room (as a B*-tree does): leaves then stay about 80% full under random
  * inserts instead of about 70%, which is what keeps a map near 20 bytes per
  * extent. Only unshared siblings are touched. */
-static bool inner_leaf_shift(struct store_map_node *n, unsigned i)
+static bool inner_leaf_shift(const struct store_map *m, struct store_map_node *n, unsigned i)
 {
 	struct store_map_node *c = n->in.child[i], *s;
 	const size_t es = sizeof(c->ext[0]);
 	unsigned k;
 
-	if (!c->leaf || c->n < MAP_LEAF_CAP || c->refs != 1)
+	if (!c->leaf || c->n < MAP_LEAF_CAP || c->refs != 1 || node_frozen(m, c))
 		return false;
-	if (i + 1 < n->n && (s = n->in.child[i + 1])->refs == 1 && s->n + 8u < MAP_LEAF_CAP) {
+	if (i + 1 < n->n && (s = n->in.child[i + 1])->refs == 1 && !node_frozen(m, s) &&
+	    s->n + 8u < MAP_LEAF_CAP) {
 		k = (MAP_LEAF_CAP - s->n) / 2;
 		memmove(&s->ext[k], &s->ext[0], s->n * es);
 		memcpy(&s->ext[0], &c->ext[c->n - k], k * es);
@@ -335,7 +424,8 @@ static bool inner_leaf_shift(struct store_map_node *n, unsigned i)
 		n->in.key[i + 1] = s->ext[0].lba;
 		return true;
 	}
-	if (i > 0 && (s = n->in.child[i - 1])->refs == 1 && s->n + 8u < MAP_LEAF_CAP) {
+	if (i > 0 && (s = n->in.child[i - 1])->refs == 1 && !node_frozen(m, s) &&
+	    s->n + 8u < MAP_LEAF_CAP) {
 		k = (MAP_LEAF_CAP - s->n) / 2;
 		memcpy(&s->ext[s->n], &c->ext[0], k * es);
 		memmove(&c->ext[0], &c->ext[k], (c->n - k) * es);
@@ -363,7 +453,7 @@ static int node_insert(struct store_map_node **pp, struct store_map_ext e,
 	if (n->leaf)
 		return leaf_insert(n, e, right_edge, op, split);
 	i = inner_find(n, e.lba);
-	if (!(right_edge && i + 1 == n->n) && inner_leaf_shift(n, i))
+	if (!(right_edge && i + 1 == n->n) && inner_leaf_shift(op->m, n, i))
 		i = inner_find(n, e.lba);
 	rc = node_insert(&n->in.child[i], e, right_edge && i + 1 == n->n, op, &cs);
 	if (rc)
@@ -417,7 +507,7 @@ static void map_shrink(struct store_map *m)
 			node_put(r, m);
 		} else if (!r->leaf && r->n == 1) {
 			m->root = r->in.child[0];
-			if (r->refs > 1)
+			if (r->refs > 1 || node_kept(m, r))
 				m->root->refs++;        /* the old root keeps its child */
 			else
 				r->n = 0;       /* hand the child over without dropping it */
@@ -498,11 +588,42 @@ void store_map_share(struct store_map *dst, const struct store_map *src)
 	dst->root = src->root;
 	if (dst->root)
 		dst->root->refs++;
+	if (src->fz)
+		dst->fz = src->fz;      /* it reaches the same frozen nodes */
 	dst->extents = src->extents;
 	dst->mapped = src->mapped;
 }
 
 #define MAP_DEPTH_MAX 16
+
+/* A write strictly inside extent i of leaf n (room for two more): the
+ * extent becomes head, e, tail with one move of the leaf's rest, where the
+ * general path moves it twice. False when e would join a neighbour (a copy
+ * of data onto itself) or does not lie inside: nothing has changed then. */
+static bool map_set_inside(struct store_map *m, struct store_map_node *n, unsigned i,
+                           struct store_map_ext e)
+{
+	struct store_map_ext c = n->ext[i], head = c, tail = c;
+	uint64_t a = e.lba, b = a + e.len;
+
+	if (c.lba >= a || c.lba + c.len <= b)
+		return false;
+	head.len = a - c.lba;
+	tail.lba = b;
+	tail.la = c.la + (b - c.lba);
+	tail.len = c.lba + c.len - b;
+	if (ext_joins(head, e) || ext_joins(e, tail))
+		return false;
+	memmove(&n->ext[i + 3], &n->ext[i + 1], (n->n - i - 1) * sizeof(c));
+	n->ext[i] = head;
+	n->ext[i + 1] = e;
+	n->ext[i + 2] = tail;
+	n->n += 2;
+	m->extents += 2;
+	ref_change(m, c.la + head.len, e.len, -1);
+	ref_change(m, e.la, e.len, +1);
+	return true;
+}
 
 /* The common write, in one walk down the tree: when [a, b) lies inside the
  * key range of one unshared leaf with room for two more extents, the
@@ -519,7 +640,7 @@ static bool map_set_in_leaf(struct store_map *m, struct store_map_ext e, struct 
 	if (!n)
 		return false;
 	while (!n->leaf) {
-		if (n->refs != 1 || depth == MAP_DEPTH_MAX)
+		if (n->refs != 1 || node_frozen(m, n) || depth == MAP_DEPTH_MAX)
 			return false;
 		i = inner_find(n, a);
 		if (i + 1 < n->n)
@@ -528,9 +649,12 @@ static bool map_set_in_leaf(struct store_map *m, struct store_map_ext e, struct 
 		idx[depth++] = i;
 		n = n->in.child[i];
 	}
-	if (n->refs != 1 || n->n + 2u > MAP_LEAF_CAP || b > hi || (n->n && a < n->ext[0].lba && depth))
+	if (n->refs != 1 || node_frozen(m, n) || n->n + 2u > MAP_LEAF_CAP || b > hi ||
+	    (n->n && a < n->ext[0].lba && depth))
 		return false;
 	i = leaf_find(n, a);
+	if (i < n->n && map_set_inside(m, n, i, e))
+		return true;    /* no key above changes: the leaf's first extent stays */
 	if (i < n->n && n->ext[i].lba < a && n->ext[i].lba + n->ext[i].len > b) {
 		/* a write inside one extent: keep its tail as an extent of its own */
 		struct store_map_ext c = n->ext[i], r = c;
@@ -581,6 +705,50 @@ int store_map_unmap(struct store_map *m, uint64_t lba, uint64_t len)
 	struct map_op op = { .m = m };
 
 	return map_remove(m, lba, lba + len, &op);
+}
+
+/* ---- prefetching (replay) --------------------------------------------- *
+ *
+ * Replay applies thousands of entries whose leaves are all over memory; a
+ * change waits on a cache miss per probe of its leaf. Touching the leaf a
+ * few entries ahead lets those misses overlap. Hints only: nothing changes. */
+
+static unsigned node_height(const struct store_map_node *n);
+
+static const struct store_map_node *map_leaf_of(const struct store_map *m, uint64_t lba)
+{
+	const struct store_map_node *n = m->root;
+
+	while (n && !n->leaf)
+		n = n->in.child[inner_find(n, lba)];
+	return n;
+}
+
+void store_map_prefetch(const struct store_map *m, uint64_t lba)
+{
+	const struct store_map_node *n = m->root;
+	const char *leaf;
+	unsigned h;
+
+	if (!n || n->leaf)
+		return;
+	/* stop above the leaf: reading its header would wait for it */
+	for (h = node_height(n); h > 1; h--)
+		n = n->in.child[inner_find(n, lba)];
+	leaf = (const char *)n->in.child[inner_find(n, lba)];
+	for (size_t o = 0; o < sizeof(struct store_map_node); o += 64)
+		__builtin_prefetch(leaf + o, 1, 1);
+}
+
+bool store_map_peek(const struct store_map *m, uint64_t lba, uint64_t *la)
+{
+	const struct store_map_node *n = map_leaf_of(m, lba);
+	unsigned i;
+
+	if (!n || (i = leaf_find(n, lba)) >= n->n || n->ext[i].lba > lba)
+		return false;
+	*la = n->ext[i].la + (lba - n->ext[i].lba);
+	return true;
 }
 
 static int node_visit(const struct store_map_node *n, uint64_t a, uint64_t b,
@@ -703,6 +871,8 @@ static int saver_room(struct store_map_saver *s, size_t need)
 
 	if (s->len + need <= s->cap)
 		return 0;
+	if (s->fixed)
+		return -EFBIG;
 	while (cap < s->len + need)
 		cap *= 2;
 	b = realloc(s->buf, cap);
@@ -713,17 +883,13 @@ static int saver_room(struct store_map_saver *s, size_t need)
 	return 0;
 }
 
-static int node_save(struct store_map_saver *s, struct store_map_node *n)
+/* Writes n, whose children are saved. */
+static int node_emit(struct store_map_saver *s, struct store_map_node *n)
 {
 	uint32_t hdr[2] = { n->n, n->leaf };
 	char *at;
 	int rc;
 
-	if (n->save_gen == s->gen)
-		return 0;
-	for (unsigned i = 0; !n->leaf && i < n->n; i++)
-		if ((rc = node_save(s, n->in.child[i])))
-			return rc;
 	if ((rc = saver_room(s, saved_bytes(n))))
 		return rc;
 	at = s->buf + s->len;
@@ -744,14 +910,55 @@ static int node_save(struct store_map_saver *s, struct store_map_node *n)
 	return 0;
 }
 
+/* Depth first, children before their parent, with the path kept in s so
+ * that a save can stop after any node and go on later. */
+int store_map_save_some(struct store_map_saver *s, struct store_map_node *root,
+                        uint32_t *id, unsigned *budget)
+{
+	*id = 0;
+	if (!root)
+		return 1;
+	if (s->depth == 0) {
+		if (root->save_gen == s->gen) {
+			*id = root->save_id;    /* shared with a map saved before */
+			return 1;
+		}
+		s->path[0].n = root;
+		s->path[0].i = 0;
+		s->depth = 1;
+	}
+	while (s->depth > 0) {
+		struct store_map_node *n = s->path[s->depth - 1].n, *c;
+		int rc;
+
+		if (!n->leaf && s->path[s->depth - 1].i < n->n) {
+			c = n->in.child[s->path[s->depth - 1].i++];
+			if (c->save_gen == s->gen)
+				continue;
+			if (s->depth == MAP_SAVE_DEPTH)
+				return -EUCLEAN;        /* no tree of ours is that deep */
+			s->path[s->depth].n = c;
+			s->path[s->depth].i = 0;
+			s->depth++;
+			continue;
+		}
+		if (*budget == 0)
+			return 0;
+		if ((rc = node_emit(s, n)))
+			return rc;
+		--*budget;
+		s->depth--;
+	}
+	*id = root->save_id;
+	return 1;
+}
+
 int store_map_save(struct store_map_saver *s, const struct store_map *m, uint32_t *root)
 {
-	int rc = 0;
+	unsigned budget = UINT_MAX;
+	int rc = store_map_save_some(s, m->root, root, &budget);
 
-	*root = 0;
-	if (m->root && !(rc = node_save(s, m->root)))
-		*root = m->root->save_id;
-	return rc;
+	return rc < 0 ? rc : 0;
 }
 
 static int loader_add(struct store_map_loader *l, struct store_map_node *n)

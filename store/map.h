@@ -39,6 +39,27 @@ typedef void store_map_ref_fn(void *arg, uint64_t la, uint64_t len, int delta);
 /* Called in LBA order for every extent piece overlapping a range, clipped to it. */
 typedef int store_map_visit_fn(void *arg, uint64_t lba, uint64_t len, uint64_t la);
 
+/* A checkpoint's frozen view of the maps, saved a slice at a time while
+ * writes go on (store/ckpt.c). While it is active, a node that existed when
+ * it began (its save_gen is not gen) is neither changed nor freed in place:
+ * a change first copies the node, the copy taking its place and its
+ * references with nothing counted again (map.h's reference counts are of
+ * live leaves, and the view holds none), and a node no map needs any more
+ * waits in retired. So every tree reachable from a root taken at the start
+ * stays as it was, node for node, until it is saved. A node saved already
+ * may change (its content is written) but not go: a parent saved later
+ * still reads its id. Retired nodes are freed once the view ends, a few at
+ * a time. A map takes part from store_map_freeze_join() on; a map shared
+ * from one that takes part does too. */
+struct store_map_freeze {
+	bool      active;
+	uint32_t  gen;                  /* the checkpoint's saver generation */
+	uint64_t *nodes;                /* the pool's node counter */
+	struct store_map_node **retired;
+	size_t    nretired, cap;
+	uint64_t  leaked;               /* no memory to note them: never freed */
+};
+
 struct store_map {
 	struct store_map_node *root;    /* NULL: empty */
 	uint64_t extents;               /* of this map's view */
@@ -46,6 +67,7 @@ struct store_map {
 	uint64_t *nodes;                /* nodes allocated, shared by all maps of a pool */
 	store_map_ref_fn *ref;
 	void    *ref_arg;
+	struct store_map_freeze *fz;    /* NULL: never frozen */
 };
 
 /* nodes: a counter shared by the maps that may share nodes (may be NULL). */
@@ -62,6 +84,10 @@ int  store_map_unmap(struct store_map *m, uint64_t lba, uint64_t len);
 /* Visits mapped pieces of [lba, lba+len); stops at the first non-zero return. */
 int  store_map_visit(const struct store_map *m, uint64_t lba, uint64_t len,
                      store_map_visit_fn *visit, void *arg);
+/* Replay's hints: bring the leaf holding lba into the cache; peek at the
+ * log address mapped at lba (false: a hole). Neither changes anything. */
+void store_map_prefetch(const struct store_map *m, uint64_t lba);
+bool store_map_peek(const struct store_map *m, uint64_t lba, uint64_t *la);
 /* Sectors of data that no other map references: the extents in nodes only
  * this map reaches, counted by only() (sectors of [la, la+len) that one
  * leaf holds). What deleting the map would free. */
@@ -70,16 +96,38 @@ uint64_t store_map_unique(const struct store_map *m, store_map_only_fn *only, vo
 /* Structural self-check (key order, no overlap, counters). 0 or -EUCLEAN. */
 int  store_map_verify(const struct store_map *m);
 
+/* Freezing (see struct store_map_freeze): begin a view of generation gen,
+ * make m take part, end it (retired nodes stay until reaped), and free up
+ * to max retired nodes (all: SIZE_MAX); returns how many are left. */
+void store_map_freeze_begin(struct store_map_freeze *fz, uint32_t gen, uint64_t *nodes);
+void store_map_freeze_join(struct store_map *m, struct store_map_freeze *fz);
+void store_map_freeze_end(struct store_map_freeze *fz);
+size_t store_map_freeze_reap(struct store_map_freeze *fz, size_t max);
+
 /* Checkpoints write each node once however many maps share it, children
  * before parents, and read them back with the sharing intact. */
+#define MAP_SAVE_DEPTH 16
 struct store_map_saver {
-	char    *buf;                   /* grows as needed */
+	char    *buf;                   /* grows as needed, unless fixed */
 	size_t   len, cap;
+	bool     fixed;                 /* buf is the caller's, cap bytes: never grown */
 	uint32_t next_id;
 	uint32_t gen;
+	struct {                        /* a save in progress: the path from its root */
+		struct store_map_node *n;
+		unsigned i;             /* the next child to look at */
+	} path[MAP_SAVE_DEPTH];
+	unsigned depth;
 };
 /* Appends the nodes of m not yet saved; *root gets m's root id (0: empty). */
 int  store_map_save(struct store_map_saver *s, const struct store_map *m, uint32_t *root);
+/* The same a slice at a time, from root (a map's root when the save began,
+ * kept from changing by a freeze): saves at most *budget more nodes (it
+ * drops by those saved). 1 when root is saved whole (*id: its id, 0 for
+ * NULL), 0 when the budget ran out first (call again with the same root),
+ * or a negative errno (-EFBIG: a fixed buffer is full). */
+int  store_map_save_some(struct store_map_saver *s, struct store_map_node *root,
+                         uint32_t *id, unsigned *budget);
 struct store_map_loader {
 	struct store_map_node **node;   /* by id - 1 */
 	uint32_t n, cap;

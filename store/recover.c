@@ -10,6 +10,8 @@
  * than guess.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,11 +41,10 @@ int store_rec_check_hdr(const struct store_pool *p, const struct fmt_rec_hdr *h,
 	return 0;
 }
 
-static int replay_meta(struct store_pool *p, const char *rec,
+static int replay_meta(struct store_pool *p, const char *data,
                        const struct fmt_rec_entry *e, uint64_t data_sectors)
 {
-	const struct fmt_rec_hdr *h = (const void *)rec;
-	const char *key = rec + h->hdr_bytes + (size_t)e->data_off * STORE_SECTOR;
+	const char *key = data + (size_t)e->data_off * STORE_SECTOR;
 	bool put = e->type == FMT_ENT_META_PUT;
 	uint64_t vlen = put ? e->sectors : 0;
 
@@ -54,22 +55,55 @@ static int replay_meta(struct store_pool *p, const char *rec,
 	return store_meta_apply(p, key, e->name_len, key + e->name_len, vlen, put);
 }
 
-/* Applies the entries of a record whose CRCs hold. */
-static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, uint32_t off)
+/* How far ahead of the entry being applied replay touches what later ones
+ * will change: their map leaves first, then (once the leaf is cached) the
+ * address runs of the data they overwrite. Random writes make every entry
+ * a few cache misses; touched ahead, the misses of many entries overlap. */
+#define PF_LEAF 16
+#define PF_REC  10
+#define PF_RUNS 5
+
+static void replay_prefetch(struct store_pool *p, const struct fmt_rec_entry *e, int step)
+{
+	struct store_vol *v;
+	uint64_t la;
+
+	if ((e->type != FMT_ENT_WRITE && e->type != FMT_ENT_UNMAP) ||
+	    !(v = store_vol_by_id(p, e->vol)))
+		return;
+	if (step == 0)
+		store_map_prefetch(&v->map, e->lba);
+	else if (store_map_peek(&v->map, e->lba, &la))
+		store_addr_prefetch(&p->addr, la, step == 2);
+}
+
+/* Applies the entries of a record whose CRCs hold (data: what of its data
+ * was read). */
+static int replay_entries(struct store_pool *p, const char *rec, const char *data,
+                          uint32_t seg, uint32_t off)
 {
 	const struct fmt_rec_hdr *h = (const void *)rec;
 	const struct fmt_rec_entry *ents = (const void *)(h + 1);
 	uint64_t data_sectors = h->data_bytes / STORE_SECTOR;
 	uint64_t data_pba = store_seg_sector(p, seg) + (off + h->hdr_bytes) / STORE_SECTOR;
 
+	for (uint32_t i = 0; i < PF_LEAF && i < h->n_entries; i++)
+		replay_prefetch(p, &ents[i], 0);
 	for (uint32_t i = 0; i < h->n_entries; i++) {
 		struct fmt_rec_entry e = ents[i];
 		int rc;
 
+		if (i + PF_LEAF < h->n_entries)
+			replay_prefetch(p, &ents[i + PF_LEAF], 0);
+		if (i + PF_REC < h->n_entries)
+			replay_prefetch(p, &ents[i + PF_REC], 1);
+		if (i + PF_RUNS < h->n_entries)
+			replay_prefetch(p, &ents[i + PF_RUNS], 2);
+
 		if (e.type == FMT_ENT_META_PUT || e.type == FMT_ENT_META_DEL)
-			rc = replay_meta(p, rec, &e, data_sectors);
+			rc = replay_meta(p, data, &e, data_sectors);
 		else
-			rc = store_vol_apply(p, &e, rec + h->hdr_bytes, data_sectors, h->seq,
+			rc = store_vol_apply(p, &e, data, data_sectors, h->seq,
 			                     data_pba + e.data_off, true);
 		if (rc)
 			return rc;
@@ -79,34 +113,38 @@ static int replay_entries(struct store_pool *p, const char *rec, uint32_t seg, u
 
 /* A record header read during replay, and where it is. */
 struct rhdr {
-	char    *buf;                   /* HDR_LIMIT + 4096 bytes, 4 KiB-aligned */
+	char    *buf;                   /* HDR_BUF bytes, 4 KiB-aligned */
 	uint32_t seg, off;
-	bool     valid;
 };
+
+#define HDR_BUF ((HDR_LIMIT + 4095) & ~(size_t)4095)
 
 static struct fmt_rec_hdr *rh(const struct rhdr *r)
 {
 	return (struct fmt_rec_hdr *)r->buf;
 }
 
-/* Reads the header at (seg, off) and checks it follows record prev and its
- * header CRC holds. The data is not read. */
+/* Reads the header at (seg, off), guess bytes at once when they fit in the
+ * segment (a log's records are much alike: one read is usually all), and
+ * checks it follows record prev and its header CRC holds. The data is not
+ * read. */
 static int replay_hdr_read(struct store_pool *p, uint32_t seg, uint32_t off,
-                           uint64_t prev, struct rhdr *r)
+                           uint64_t prev, struct rhdr *r, uint32_t guess)
 {
 	struct fmt_rec_hdr *h = rh(r);
 	uint64_t at = FMT_DATA_OFF + (uint64_t)seg * p->seg_bytes + off;
-	uint32_t crc;
+	uint32_t crc, got;
 	int rc;
 
-	r->valid = false;
 	if ((uint64_t)off + 4096 > p->seg_bytes)
 		return STORE_ECORRUPT;
-	rc = p->be->ops->read_sync(p->be, r->buf, 4096, at);
+	got = guess < p->seg_bytes - off ? guess : (p->seg_bytes - off) & ~4095u;
+	got = got < 4096 ? 4096 : got > HDR_BUF ? (uint32_t)HDR_BUF : got;
+	rc = p->be->ops->read_sync(p->be, r->buf, got, at);
 	if (rc == 0)
 		rc = store_rec_check_hdr(p, h, off, prev);
-	if (rc == 0 && h->hdr_bytes > 4096)
-		rc = p->be->ops->read_sync(p->be, r->buf + 4096, h->hdr_bytes - 4096, at + 4096);
+	if (rc == 0 && h->hdr_bytes > got)
+		rc = p->be->ops->read_sync(p->be, r->buf + got, h->hdr_bytes - got, at + got);
 	if (rc)
 		return rc == -EIO ? rc : STORE_ECORRUPT;
 	crc = h->hdr_crc;
@@ -116,22 +154,190 @@ static int replay_hdr_read(struct store_pool *p, uint32_t seg, uint32_t off,
 	h->hdr_crc = crc;
 	r->seg = seg;
 	r->off = off;
-	r->valid = true;
 	return 0;
 }
 
-/* The record after cur: at its end in the same segment, or at the start of
- * the segment cur named as next. */
-static int replay_hdr_next(struct store_pool *p, const struct rhdr *cur, struct rhdr *nxt)
-{
-	const struct fmt_rec_hdr *h = rh(cur);
-	uint32_t end = cur->off + h->hdr_bytes + h->data_bytes;
-	int rc = replay_hdr_read(p, cur->seg, end, h->seq, nxt);
+/* ---- the reader ------------------------------------------------------------ *
+ *
+ * Where a record starts is known only from the header before it, so finding
+ * the log's records is a chain of small synchronous reads. A thread walks
+ * that chain up to RD_SLOTS headers ahead of the replay, each checked
+ * (sequence, sizes, header CRC) as before, so that the reads wait while
+ * entries are applied instead of the other way round. It only reads (the
+ * backend's read_sync, safe from any thread while nothing writes) and
+ * stops at the first header that does not follow: the log's end, a torn or
+ * stale record, or an I/O error. The replay takes its headers in order.
+ * Without a thread the replay reads each one itself when it needs it. */
+#define RD_SLOTS 8
 
-	if (rc == STORE_ECORRUPT)
-		rc = replay_hdr_read(p, h->next_seg, 0, h->seq, nxt);
-	return rc;
+struct reader {
+	struct store_pool *p;
+	struct rhdr        slot[RD_SLOTS];
+	uint64_t           head, tail;  /* headers taken, headers read (counts) */
+	bool               end;         /* nothing follows slot tail - 1 */
+	int                err;         /* with end: an I/O error, or 0 */
+	bool               stop;
+	bool               threaded;
+	pthread_t          thread;
+	pthread_mutex_t    mu;
+	pthread_cond_t     cv;
+	/* the reader's own: where the next header is looked for */
+	uint32_t           seg, off, next;
+	uint64_t           prev;
+	uint32_t           guess;
+};
+
+/* Reads the header after the last one into r: where that one ended, or at
+ * the start of the segment it named as next. */
+static int reader_read(struct reader *rd, struct rhdr *r)
+{
+	const struct fmt_rec_hdr *h = rh(r);
+	int rc = replay_hdr_read(rd->p, rd->seg, rd->off, rd->prev, r, rd->guess);
+
+	if (rc == STORE_ECORRUPT && rd->off > 0)
+		rc = replay_hdr_read(rd->p, rd->next, 0, rd->prev, r, rd->guess);
+	if (rc)
+		return rc;
+	rd->seg = r->seg;
+	rd->off = r->off + h->hdr_bytes + h->data_bytes;
+	rd->next = h->next_seg;
+	rd->prev = h->seq;
+	rd->guess = h->hdr_bytes;
+	return 0;
 }
+
+/* Reads one more header into the free slot after tail (the caller knows
+ * there is one); returns false at the end. Called without the lock: the
+ * slot is the reader's alone until tail moves past it. */
+static bool reader_step(struct reader *rd)
+{
+	int rc = reader_read(rd, &rd->slot[rd->tail % RD_SLOTS]);
+	bool more = rc == 0;
+
+	if (rd->threaded)
+		pthread_mutex_lock(&rd->mu);
+	if (more) {
+		rd->tail++;
+	} else {
+		rd->end = true;
+		rd->err = rc == STORE_ECORRUPT ? 0 : rc;        /* not valid: the end */
+	}
+	if (rd->threaded) {
+		pthread_cond_broadcast(&rd->cv);
+		pthread_mutex_unlock(&rd->mu);
+	}
+	return more;
+}
+
+static void *reader_main(void *arg)
+{
+	struct reader *rd = arg;
+
+	for (;;) {
+		bool go;
+
+		pthread_mutex_lock(&rd->mu);
+		while (!rd->stop && !rd->end && rd->tail - rd->head == RD_SLOTS)
+			pthread_cond_wait(&rd->cv, &rd->mu);
+		go = !rd->stop && !rd->end;
+		pthread_mutex_unlock(&rd->mu);
+		if (!go || !reader_step(rd))
+			return NULL;
+	}
+}
+
+/* The i-th header not yet taken (i < RD_SLOTS), NULL when the log ends
+ * before it (*err: an I/O error, or 0). */
+static struct rhdr *reader_peek(struct reader *rd, unsigned i, int *err)
+{
+	bool have;
+
+	if (!rd->threaded) {
+		while (!rd->end && rd->tail - rd->head <= i)
+			reader_step(rd);
+		have = rd->tail - rd->head > i;
+	} else {
+		pthread_mutex_lock(&rd->mu);
+		while (!rd->end && rd->tail - rd->head <= i)
+			pthread_cond_wait(&rd->cv, &rd->mu);
+		have = rd->tail - rd->head > i;
+		pthread_mutex_unlock(&rd->mu);
+	}
+	*err = have ? 0 : rd->err;
+	return have ? &rd->slot[(rd->head + i) % RD_SLOTS] : NULL;
+}
+
+/* The oldest header is done with: its slot may be read into again. */
+static void reader_pop(struct reader *rd)
+{
+	if (!rd->threaded) {
+		rd->head++;
+		return;
+	}
+	pthread_mutex_lock(&rd->mu);
+	rd->head++;
+	pthread_cond_broadcast(&rd->cv);
+	pthread_mutex_unlock(&rd->mu);
+}
+
+/* Starts reading at the checkpoint root's position (record prev ends the
+ * log there: the next one is at off of seg, or at the start of next). */
+static int reader_start(struct reader *rd, struct store_pool *p, uint32_t seg, uint32_t off,
+                        uint32_t next, uint64_t prev)
+{
+	sigset_t all, old;
+
+	memset(rd, 0, sizeof(*rd));
+	rd->p = p;
+	rd->seg = seg;
+	rd->off = off;
+	rd->next = next;
+	rd->prev = prev;
+	rd->guess = 4096;
+	for (int i = 0; i < RD_SLOTS; i++)
+		if (!(rd->slot[i].buf = store_alloc_aligned(HDR_BUF)))
+			return -ENOMEM;
+	if (pthread_mutex_init(&rd->mu, NULL))
+		return 0;       /* read inline */
+	if (pthread_cond_init(&rd->cv, NULL)) {
+		pthread_mutex_destroy(&rd->mu);
+		return 0;
+	}
+	/* signals stay with the threads that wait for them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rd->threaded = pthread_create(&rd->thread, NULL, reader_main, rd) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!rd->threaded) {
+		pthread_cond_destroy(&rd->cv);
+		pthread_mutex_destroy(&rd->mu);
+	}
+	return 0;
+}
+
+/* Stops the thread, which may be reading ahead; the slots stay. */
+static void reader_stop(struct reader *rd)
+{
+	if (!rd->threaded)
+		return;
+	pthread_mutex_lock(&rd->mu);
+	rd->stop = true;
+	pthread_cond_broadcast(&rd->cv);
+	pthread_mutex_unlock(&rd->mu);
+	pthread_join(rd->thread, NULL);
+	pthread_cond_destroy(&rd->cv);
+	pthread_mutex_destroy(&rd->mu);
+	rd->threaded = false;
+}
+
+static void reader_free(struct reader *rd)
+{
+	reader_stop(rd);
+	for (int i = 0; i < RD_SLOTS; i++)
+		free(rd->slot[i].buf);
+}
+
+/* ---- the walk ---------------------------------------------------------------- */
 
 static bool rec_needs_data(const struct fmt_rec_hdr *h)
 {
@@ -145,10 +351,10 @@ static bool rec_needs_data(const struct fmt_rec_hdr *h)
 	return false;
 }
 
-/* Reads cur's data behind its header when it is needed: to apply names and
- * values, or to prove a record that no later record vouches for (it may
- * be a torn write). STORE_ECORRUPT when its data CRC fails. */
-static int replay_data(struct store_pool *p, struct rhdr *cur, bool vouched)
+/* Reads cur's data into data when it is needed: to apply names and values,
+ * or to prove a record that no later record vouches for (it may be a torn
+ * write). STORE_ECORRUPT when its data CRC fails. */
+static int replay_data(struct store_pool *p, const struct rhdr *cur, char *data, bool vouched)
 {
 	const struct fmt_rec_hdr *h = rh(cur);
 	uint64_t at = FMT_DATA_OFF + (uint64_t)cur->seg * p->seg_bytes + cur->off + h->hdr_bytes;
@@ -156,10 +362,10 @@ static int replay_data(struct store_pool *p, struct rhdr *cur, bool vouched)
 
 	if ((vouched && !rec_needs_data(h)) || h->data_bytes == 0)
 		return 0;
-	rc = p->be->ops->read_sync(p->be, cur->buf + h->hdr_bytes, h->data_bytes, at);
+	rc = p->be->ops->read_sync(p->be, data, h->data_bytes, at);
 	if (rc)
 		return rc;
-	if (store_crc(cur->buf + h->hdr_bytes, h->data_bytes) != h->data_crc)
+	if (store_crc(data, h->data_bytes) != h->data_crc)
 		return STORE_ECORRUPT;
 	p->st.replayed_data_bytes += h->data_bytes;
 	return 0;
@@ -253,23 +459,10 @@ static void replay_advance(struct store_pool *p, const struct rhdr *cur)
 	p->log_bytes_since_ckpt += h->hdr_bytes + h->data_bytes;
 }
 
-/* Reads the record after cur into nxt (nxt->valid false at the log's end). */
-static int replay_fill(struct store_pool *p, const struct rhdr *cur, struct rhdr *nxt)
-{
-	int rc;
-
-	nxt->valid = false;
-	if (!cur->valid)
-		return 0;
-	rc = replay_hdr_next(p, cur, nxt);
-	return rc == STORE_ECORRUPT ? 0 : rc;
-}
-
 /* Does a record in the lookahead say a flush covered seq? */
-static bool replay_vouched(struct rhdr *const q[3], uint64_t seq)
+static bool replay_vouched(const struct rhdr *n1, const struct rhdr *n2, uint64_t seq)
 {
-	return (q[1]->valid && rh(q[1])->flushed_seq >= seq) ||
-	       (q[2]->valid && rh(q[2])->flushed_seq >= seq);
+	return (n1 && rh(n1)->flushed_seq >= seq) || (n2 && rh(n2)->flushed_seq >= seq);
 }
 
 /* Walks the chain from the root with two records of lookahead (at most two
@@ -277,71 +470,66 @@ static bool replay_vouched(struct rhdr *const q[3], uint64_t seq)
  * was flushed: D2). A vouched record's data need not be read (store_pool_check
  * verifies old data); only the unvouched tail is read and CRC-checked,
  * which is where a torn write can be. */
-static int replay_walk(struct store_pool *p, struct rhdr r[3], uint32_t *seg,
+static int replay_walk(struct store_pool *p, struct reader *rd, char *data, uint32_t *seg,
                        uint32_t *off, uint32_t *next, uint64_t *prev)
 {
-	struct rhdr *q[3] = { &r[0], &r[1], &r[2] }, *t;
-	int rc = replay_hdr_read(p, *seg, *off, *prev, q[0]);
-
-	if (rc == STORE_ECORRUPT && *off > 0)
-		rc = replay_hdr_read(p, *next, 0, *prev, q[0]);
-	if (rc)
-		return rc == STORE_ECORRUPT ? 0 : rc;
-	if ((rc = replay_fill(p, q[0], q[1])) || (rc = replay_fill(p, q[1], q[2])))
-		return rc;
 	for (;;) {
-		const struct fmt_rec_hdr *h = rh(q[0]);
+		int err, rc;
+		struct rhdr *c = reader_peek(rd, 0, &err), *n1 = NULL, *n2 = NULL;
+		const struct fmt_rec_hdr *h;
 
-		if (h->next_seg == q[0]->seg || p->segs[h->next_seg].state == SEG_CKPT ||
-		    p->segs[q[0]->seg].state == SEG_CKPT)
+		if (c && !(n1 = reader_peek(rd, 1, &err)) && err)
+			return err;
+		if (n1 && !(n2 = reader_peek(rd, 2, &err)) && err)
+			return err;
+		if (!c)
+			return err;
+		h = rh(c);
+		if (h->next_seg == c->seg || p->segs[h->next_seg].state == SEG_CKPT ||
+		    p->segs[c->seg].state == SEG_CKPT)
 			return STORE_ECORRUPT;
-		rc = replay_data(p, q[0], replay_vouched(q, h->seq));
+		rc = replay_data(p, c, data, replay_vouched(n1, n2, h->seq));
 		if (rc)
 			return rc == STORE_ECORRUPT ? 0 : rc;   /* a torn last record ends the log */
-		rc = replay_entries(p, q[0]->buf, q[0]->seg, q[0]->off);
+		rc = replay_entries(p, c->buf, data, c->seg, c->off);
 		if (rc)
 			return rc;
-		replay_advance(p, q[0]);
-		*seg = q[0]->seg;
-		*off = q[0]->off + h->hdr_bytes + h->data_bytes;
+		replay_advance(p, c);
+		*seg = c->seg;
+		*off = c->off + h->hdr_bytes + h->data_bytes;
 		*next = h->next_seg;
 		*prev = h->seq;
-		if (!q[1]->valid)
-			return 0;
-		t = q[0];
-		q[0] = q[1];
-		q[1] = q[2];
-		q[2] = t;
-		rc = replay_fill(p, q[1], q[2]);
-		if (rc)
-			return rc;
+		reader_pop(rd);
 	}
 }
 
 int store_log_replay(struct store_pool *p, const struct fmt_root *root)
 {
-	const size_t cap = HDR_LIMIT + 4096 + STORE_BATCH_MAX_BYTES;
-	struct rhdr r[3] = { { .buf = store_alloc_aligned(cap) }, { .buf = store_alloc_aligned(cap) },
-	                     { .buf = store_alloc_aligned(cap) } };
 	uint32_t seg = root->log_seg, off = root->log_off, next = root->next_seg;
 	uint64_t prev = root->log_seq;
+	char *data = store_alloc_aligned(STORE_BATCH_MAX_BYTES);
+	struct reader rd;
 	int rc = -ENOMEM;
 
-	if (!r[0].buf || !r[1].buf || !r[2].buf)
+	memset(&rd, 0, sizeof(rd));
+	if (!data)
 		goto out;
 	rc = STORE_ECORRUPT;
 	if (p->segs[seg].state == SEG_CKPT || p->segs[next].state == SEG_CKPT)
 		goto out;
 	p->segs[seg].state = SEG_LOG;   /* the log tail needs these until the next checkpoint */
-	rc = replay_walk(p, r, &seg, &off, &next, &prev);
+	rc = reader_start(&rd, p, seg, off, next, prev);
 	if (rc == 0)
-		rc = replay_check_end(p, seg, off, next, prev, r[0].buf, r[1].buf);
+		rc = replay_walk(p, &rd, data, &seg, &off, &next, &prev);
+	reader_stop(&rd);
+	if (rc == 0)
+		rc = replay_check_end(p, seg, off, next, prev, data, rd.slot[0].buf);
 	/* Make what was read back durable before new records vouch for it. */
 	if (rc == 0 && !p->read_only)
 		rc = p->be->ops->write_sync(p->be, NULL, 0, 0);
 out:
-	for (int i = 0; i < 3; i++)
-		free(r[i].buf);
+	reader_free(&rd);
+	free(data);
 	if (rc) {
 		store_pool_logf(p, STORE_LOG_ERR, "the log after record %llu in segment %u is "
 		                "damaged, and records after it were durable: %s",

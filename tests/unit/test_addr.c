@@ -257,6 +257,58 @@ static void test_addr_ref_splits_and_merges(void **state)
 	store_addr_fini(&t);
 }
 
+/* The common death in replay: sectors in the middle of a run one leaf
+ * holds. The run becomes two with the live callback told of the middle
+ * alone; runs around it stay; the table saves and loads the same; a hint
+ * changes nothing. */
+static void test_addr_ref_punch(void **state)
+{
+	struct store_addr t, u;
+	struct live_log ll = { 0 };
+	struct piece_list p;
+	uint64_t la = addr_la(9, 0);
+
+	(void)state;
+	assert_int_equal(store_addr_init(&t, log_live, &ll), 0);
+	store_addr_prefetch(&t, la, false);             /* not there: nothing */
+	store_addr_prefetch(&t, la, true);
+	assert_int_equal(store_addr_add(&t, la, 100, 500), 0);
+	assert_int_equal(store_addr_add(&t, la + 100, 50, 900), 0);
+	store_addr_ref(&t, la, 100, +1);
+	store_addr_ref(&t, la + 100, 50, +1);
+	assert_int_equal(t.nruns, 2);
+	store_addr_prefetch(&t, la + 30, false);
+	store_addr_prefetch(&t, la + 30, true);
+	assert_int_equal(t.nruns, 2);
+
+	store_addr_ref(&t, la + 30, 8, -1);             /* [0,30)1 [38,100)1 [100,150)1 */
+	assert_int_equal(t.err, 0);
+	assert_int_equal(t.nruns, 3);
+	expect_live(&ll, 3, la + 30, 530, 8, -1);
+	assert_int_equal(t.live, 142);
+	assert_int_equal(visit_list(&t, la + 30, 1, &p), -EUCLEAN);
+	assert_int_equal(visit_list(&t, la + 20, 10, &p), 0);
+	expect_piece(&p, 0, la + 20, 10, 520);
+	assert_int_equal(visit_list(&t, la + 38, 70, &p), 0);
+	assert_int_equal(p.n, 2);
+	expect_piece(&p, 0, la + 38, 62, 538);
+	expect_piece(&p, 1, la + 100, 8, 900);
+	assert_int_equal(store_addr_only(&t, la, 150), 142);
+	assert_int_equal(save_load(&t, &u), 0);
+	assert_int_equal(u.nruns, 3);
+	store_addr_fini(&u);
+
+	/* held twice: no death, so no hole */
+	store_addr_ref(&t, la + 50, 10, +1);
+	store_addr_ref(&t, la + 40, 30, -1);
+	assert_int_equal(t.err, 0);
+	assert_int_equal(t.live, 122);
+	assert_int_equal(visit_list(&t, la + 50, 10, &p), 0);
+	assert_int_equal(visit_list(&t, la + 49, 1, &p), -EUCLEAN);
+	assert_int_equal(ll.sum, 122);
+	store_addr_fini(&t);
+}
+
 /* Runs merge only where the device addresses continue too, and never past
  * what a run's length holds. */
 static void test_addr_merge_needs_contiguous_pba(void **state)
@@ -1276,6 +1328,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_addr_add_visit),
 		cmocka_unit_test(test_addr_ref_splits_and_merges),
+		cmocka_unit_test(test_addr_ref_punch),
 		cmocka_unit_test(test_addr_merge_needs_contiguous_pba),
 		cmocka_unit_test(test_addr_ref_errors),
 		cmocka_unit_test(test_addr_move),

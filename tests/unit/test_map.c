@@ -458,6 +458,19 @@ static void test_map_overwrite_splits_middle(void **state)
 	expect_ext(&el, 3, 510, 490, 5510);
 	assert_int_equal(m.mapped, 990);
 	assert_int_equal(store_map_verify(&m), 0);
+	/* a write inside an extent of the data it holds (a range copied onto
+	 * itself) leaves it one extent, its count as it was */
+	rl.n = 0;
+	assert_int_equal(store_map_set(&m, 420, 8, 5420), 0);
+	assert_int_equal(rl.n, 2);
+	expect_ref(&rl, 5420, 8, -1);
+	expect_ref(&rl, 5420, 8, +1);
+	el.n = 0;
+	assert_int_equal(store_map_visit(&m, 0, 2000, list_ext, &el), 0);
+	assert_int_equal(el.n, 4);
+	expect_ext(&el, 2, 408, 92, 5408);
+	assert_int_equal(m.mapped, 990);
+	assert_int_equal(store_map_verify(&m), 0);
 	/* the last reference to the leaf drops each extent */
 	rl.n = 0;
 	store_map_fini(&m);
@@ -467,6 +480,46 @@ static void test_map_overwrite_splits_middle(void **state)
 	expect_ref(&rl, 5408, 92, -1);
 	expect_ref(&rl, 5510, 490, -1);
 	assert_int_equal(nodes, 0);
+}
+
+/* The map holds together; dropping it frees every node. */
+static void map_verify_fini(struct store_map *m, const uint64_t *nodes)
+{
+	assert_int_equal(store_map_verify(m), 0);
+	store_map_fini(m);
+	assert_int_equal(*nodes, 0);
+}
+
+/* Replay's hints: peek says what is mapped at a sector (false at a hole),
+ * in any leaf of a tree of three levels; neither it nor prefetch changes
+ * anything. */
+static void test_map_peek_and_prefetch(void **state)
+{
+	struct store_map m;
+	uint64_t nodes = 0, la = 0, extents;
+
+	(void)state;
+	store_map_init(&m, NULL, NULL, &nodes);
+	assert_false(store_map_peek(&m, 0, &la));
+	store_map_prefetch(&m, 0);                      /* empty: nothing to touch */
+	/* every other 8-sector block: 70000 extents, three levels */
+	for (uint64_t i = 0; i < 70000; i++)
+		assert_int_equal(store_map_set(&m, 16 * i, 8, 1000000 + 100 * i), 0);
+	extents = m.extents;
+	assert_int_equal(extents, 70000);
+	for (uint64_t i = 0; i < 70000; i += 997) {
+		store_map_prefetch(&m, 16 * i + 3);
+		la = 0;
+		assert_true(store_map_peek(&m, 16 * i + 3, &la));
+		assert_int_equal(la, 1000000 + 100 * i + 3);
+		assert_true(store_map_peek(&m, 16 * i, &la));
+		assert_int_equal(la, 1000000 + 100 * i);
+		assert_false(store_map_peek(&m, 16 * i + 8, &la));
+		assert_false(store_map_peek(&m, 16 * i + 15, &la));
+	}
+	assert_false(store_map_peek(&m, 16 * 70000, &la));
+	assert_int_equal(m.extents, extents);
+	map_verify_fini(&m, &nodes);
 }
 
 /* Extents join when both lba and la continue; a gap in either keeps them
@@ -1113,16 +1166,16 @@ static void share_step(struct share_state *s, const struct share_plan *plan)
 	}
 }
 
-static void share_run(const struct share_plan *plan, const char *test)
+/* A world with map 0 filled by short writes, mostly apart in la: a tree of
+ * many leaves. */
+static struct share_state *share_start(const struct share_plan *plan, const char *test)
 {
 	struct share_state *s = calloc(1, sizeof(*s));
-	uint64_t nodes, calls, *order, dups = 0, maps = 0;
 
 	assert_non_null(s);
 	world_init(&s->w, test);
 	ref_init(&s->r[0], &s->w, plan->sectors);
 	s->used[0] = s->writable[0] = true;
-	/* short writes, mostly apart in la: a tree of many leaves */
 	for (uint64_t i = 0; i < plan->fill; i++) {
 		uint64_t len = 1 + tl_rand_below(&s->w.rng, plan->fill_len);
 
@@ -1131,6 +1184,14 @@ static void share_run(const struct share_plan *plan, const char *test)
 	}
 	world_settled(&s->w, "the fill");
 	ref_check_alone(&s->r[0]);
+	return s;
+}
+
+static void share_run(const struct share_plan *plan, const char *test)
+{
+	struct share_state *s = share_start(plan, test);
+	uint64_t nodes, calls, *order, dups = 0, maps = 0;
+
 	if (plan->fill_len == 1)
 		assert_true(s->r[0].m.extents > 255 * 255);     /* three levels */
 
@@ -1183,6 +1244,86 @@ static void share_run(const struct share_plan *plan, const char *test)
 	free(order);
 	assert_int_equal(s->w.nodes, 0);
 	world_fini(&s->w);
+	free(s);
+}
+
+/* ---- a checkpoint's frozen view ---------------------------------------------- */
+
+/* A view frozen while the maps go on changing under it (writes, unmaps,
+ * copies, snapshots and clones taken, maps dropped: the frozen roots of
+ * some among them), saved a few nodes at a time between the changes, is
+ * byte for byte the save of the maps as they were when it began; the maps
+ * and their counts stay right all along, and once the view ends and its
+ * retired nodes are freed, nothing is left over. */
+static void test_map_freeze_saves_the_start(void **state)
+{
+	const struct share_plan plan = {
+		.sectors = 1 << 16, .fill = 20000, .fill_len = 4, .copies = true,
+	};
+	struct share_state *s = share_start(&plan, "test_map_freeze_saves_the_start");
+	struct store_map_saver a = { .gen = 7 }, b = { .gen = 8 };
+	struct store_map_freeze fz = { 0 };
+	struct store_map_node *roots[SHARE_MAPS];
+	uint32_t ida[SHARE_MAPS], idb[SHARE_MAPS];
+	bool was[SHARE_MAPS];
+	uint64_t changes = 0;
+	size_t retired;
+
+	(void)state;
+	for (unsigned k = 1; k <= 3; k++) {
+		ref_share(&s->r[k], &s->r[0]);
+		s->used[k] = true;
+		s->writable[k] = k % 2 == 0;
+	}
+	for (int i = 0; i < 500; i++)
+		share_step(s, &plan);
+	/* the maps as they are, and the start of a view of them */
+	for (unsigned i = 0; i < SHARE_MAPS; i++) {
+		was[i] = s->used[i];
+		roots[i] = was[i] ? s->r[i].m.root : NULL;
+		if (was[i])
+			assert_int_equal(store_map_save(&a, &s->r[i].m, &ida[i]), 0);
+	}
+	store_map_freeze_begin(&fz, b.gen, &s->w.nodes);
+	for (unsigned i = 0; i < SHARE_MAPS; i++)
+		if (s->used[i])
+			store_map_freeze_join(&s->r[i].m, &fz);
+	for (unsigned i = 0; i < SHARE_MAPS;) {
+		unsigned budget = 1 + (unsigned)tl_rand_below(&s->w.rng, 4);
+		int rc = 1;
+
+		if (was[i])
+			rc = store_map_save_some(&b, roots[i], &idb[i], &budget);
+		assert_true(rc >= 0);
+		i += rc == 1;
+		for (uint64_t k = tl_rand_below(&s->w.rng, 12); k > 0; k--, changes++)
+			share_step(s, &plan);
+	}
+	printf("test_map_freeze_saves_the_start: %" PRIu32 " nodes saved, %" PRIu64
+	       " changes meanwhile, %zu nodes retired\n", b.next_id, changes, fz.nretired);
+	assert_true(fz.nretired > 5);
+	assert_int_equal(b.next_id, a.next_id);
+	assert_int_equal(b.len, a.len);
+	assert_memory_equal(b.buf, a.buf, a.len);
+	for (unsigned i = 0; i < SHARE_MAPS; i++)
+		if (was[i])
+			assert_int_equal(idb[i], ida[i]);
+	share_check_all(s);
+	store_map_freeze_end(&fz);
+	retired = fz.nretired;
+	assert_int_equal(store_map_freeze_reap(&fz, 5), retired - 5);
+	assert_int_equal(store_map_freeze_reap(&fz, SIZE_MAX), 0);
+	assert_int_equal(fz.leaked, 0);
+	for (int i = 0; i < 200; i++)   /* no view: changes in place again */
+		share_step(s, &plan);
+	assert_int_equal(fz.nretired, 0);
+	share_check_all(s);
+	for (unsigned i = 0; i < SHARE_MAPS; i++)
+		if (s->used[i])
+			ref_drop(&s->r[i]);
+	world_fini(&s->w);
+	free(a.buf);
+	free(b.buf);
 	free(s);
 }
 
@@ -1903,6 +2044,7 @@ int main(void)
 		cmocka_unit_test(test_map_random_ops_match_reference),
 		cmocka_unit_test(test_map_verify_every_step),
 		cmocka_unit_test(test_map_overwrite_splits_middle),
+		cmocka_unit_test(test_map_peek_and_prefetch),
 		cmocka_unit_test(test_map_merges_contiguous),
 		cmocka_unit_test(test_map_sequential_fill_merges),
 		cmocka_unit_test(test_map_extent_length_limit),
@@ -1918,6 +2060,7 @@ int main(void)
 		cmocka_unit_test(test_map_share_random_no_copies),
 		cmocka_unit_test(test_map_share_every_step),
 		cmocka_unit_test(test_map_share_three_levels),
+		cmocka_unit_test(test_map_freeze_saves_the_start),
 		cmocka_unit_test(test_map_save_load_round_trip),
 		cmocka_unit_test(test_map_save_generations),
 		cmocka_unit_test(test_map_load_intact),
