@@ -65,6 +65,7 @@ struct cfg {
 	uint32_t          checkpoint_interval;     /* seconds */
 	uint32_t          thin_threshold;          /* % of the pool left; 0: iSCSI's default */
 	int               dedup;                   /* 1 on, -1 off, 0: as the pool has it */
+	uint64_t          read_cache_size;         /* bytes of the store's read cache; 0: off */
 	uint32_t          nop_interval;            /* seconds idle before a NOP-In; 0: iSCSI's */
 	uint32_t          nop_timeout;             /* seconds a NOP-In may go unanswered; 0: iSCSI's */
 	uint32_t          login_timeout;           /* seconds a login may take; 0: iSCSI's */

@@ -96,6 +96,7 @@ static int daemon_pool_open(struct sluiced *d)
 		.engine          = d->cfg.io_engine,
 		.checkpoint_secs = d->cfg.checkpoint_interval,
 		.dedup           = d->cfg.dedup,
+		.read_cache_bytes = d->cfg.read_cache_size,
 		.log             = log_store_cb,
 	};
 	struct stat st;

@@ -76,6 +76,11 @@ static json_t *pool_json(const struct store_pool_stats *st)
 		"enabled", st->dedup, "blocks", (json_int_t)st->dedup_blocks,
 		"mismatches", (json_int_t)st->dedup_mismatches,
 		"rewrites", (json_int_t)st->dedup_rewrites));
+	json_object_set_new(o, "read_cache", json_pack("{s:I, s:I, s:I, s:I}",
+		"capacity_bytes", (json_int_t)st->read_cache_capacity,
+		"bytes", (json_int_t)st->read_cache_bytes,
+		"hits", (json_int_t)st->read_cache_hits,
+		"misses", (json_int_t)st->read_cache_misses));
 	json_object_set_new(o, "counters", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, "
 	                                              "s:I, s:I, s:I, s:I, s:I}",
 		"acked_writes", (json_int_t)st->acked_writes,
@@ -170,6 +175,13 @@ static const struct metric pool_metrics[] = {
 	            "Bytes the segment cleaner copied (part of device writes)."),
 	POOL_METRIC("cleaned_segments_total", "counter", cleaned_segments,
 	            "Segments the cleaner freed."),
+	POOL_METRIC("read_cache_capacity_bytes", "gauge", read_cache_capacity,
+	            "Bytes the read cache may take, its index included (0: off)."),
+	POOL_METRIC("read_cache_bytes", "gauge", read_cache_bytes, "Data bytes in the read cache."),
+	POOL_METRIC("read_cache_hits_total", "counter", read_cache_hits,
+	            "4 KiB blocks read from the read cache."),
+	POOL_METRIC("read_cache_misses_total", "counter", read_cache_misses,
+	            "4 KiB blocks the read cache did not hold."),
 };
 
 static int metrics_pool(struct mgmt_srv *m, char **b, size_t *len, size_t *cap)

@@ -54,9 +54,10 @@ struct store_backend {
 };
 
 /* Opens (creating sparse when create_bytes > 0 and it does not exist) a file
- * or block device, locked against a second opener. */
+ * or block device, locked against a second opener. direct_reads: reads
+ * bypass the page cache too (the pool has a read cache of its own). */
 int store_backend_file_open(const char *path, uint64_t create_bytes,
-                            enum store_engine engine, bool read_only,
+                            enum store_engine engine, bool read_only, bool direct_reads,
                             store_log_fn *log, void *log_arg,
                             struct store_backend **out);
 

@@ -4,7 +4,9 @@
  * own batching; the page cache would only add a copy), falling back to
  * buffered I/O, where fdatasync still makes each batch durable. Read
  * through a second, buffered descriptor: the kernel's page cache is the
- * read cache, as it is for any file a target serves. Readahead is off on
+ * read cache, as it is for any file a target serves, unless the pool has
+ * a read cache of its own (store/cache.h): then reads are direct too, and
+ * no block sits in RAM twice. Readahead is off on
  * it (POSIX_FADV_RANDOM): a read brings in only what was asked, so it never
  * races a direct write to a range nothing has read; a direct write drops
  * the cached pages it covers. An exclusive flock() keeps a second sluiced
@@ -198,7 +200,7 @@ static int file_read_fd(const char *path, int fd)
 }
 
 int store_backend_file_open(const char *path, uint64_t create_bytes,
-                            enum store_engine engine, bool read_only,
+                            enum store_engine engine, bool read_only, bool direct_reads,
                             store_log_fn *log, void *log_arg,
                             struct store_backend **out)
 {
@@ -219,7 +221,7 @@ int store_backend_file_open(const char *path, uint64_t create_bytes,
 	rc = file_size(f->fd, &f->base.size);
 	if (rc)
 		goto fail_fd;
-	f->rfd = file_read_fd(path, f->fd);
+	f->rfd = direct_reads ? f->fd : file_read_fd(path, f->fd);
 	rc = file_engine(f->fd, f->rfd, engine, log, log_arg, &f->eng);
 	if (rc)
 		goto fail_fd;

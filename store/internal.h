@@ -27,6 +27,7 @@
 
 #include "store/addr.h"
 #include "store/backend.h"
+#include "store/cache.h"
 #include "store/format.h"
 #include "store/map.h"
 #include "store/store.h"
@@ -181,6 +182,7 @@ struct store_pool {
 	uint64_t              ckpt_log_bytes;
 	bool                  ckpt_wanted;
 	struct ckpt          *ckpt;     /* in flight */
+	struct store_map_freeze map_freeze; /* its view of the maps (store/ckpt.c) */
 	struct req_list       ckpt_waiters;
 	ev_timer              ckpt_timer;
 	bool                  final_ckpt_done; /* closing: no checkpoint after it */
@@ -189,6 +191,7 @@ struct store_pool {
 
 	struct store_cleaner *cleaner;
 	struct store_dedup   *dedup;    /* NULL: inline dedup off (store/dedup.c) */
+	struct store_cache    cache;    /* reads, by log address (store/cache.h) */
 
 	struct store_pool_stats st;
 };
@@ -256,6 +259,10 @@ void store_ckpt_start(struct store_pool *p);
 int  store_ckpt_format(struct store_pool *p);
 void store_ckpt_request(struct store_pool *p, struct store_req *waiter);
 void store_ckpt_abandon(struct store_pool *p);
+/* How much of the loop one slice of a checkpoint takes: time, and nodes
+ * between looks at the clock (tests shrink them). */
+extern uint64_t store_ckpt_slice_ns;
+extern unsigned store_ckpt_slice_nodes;
 
 /* clean.c */
 int  store_clean_init(struct store_pool *p);

@@ -112,6 +112,7 @@ static void uring_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct uring_engine *e = w->data;
 	struct io_uring_cqe *cqe;
+	unsigned ready;
 	uint64_t n;
 	ssize_t r;
 
@@ -119,7 +120,12 @@ static void uring_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	r = read(e->efd, &n, sizeof(n));    /* a hint only: the CQ is the truth */
 	(void)r;
-	while (io_uring_peek_cqe(&e->ring, &cqe) == 0) {
+	/* Only what is there now: a read the page cache serves completes inside
+	 * its submission, so a done() that reads again would keep this loop
+	 * going for ever and starve the loop's timers. Later completions
+	 * signal the eventfd again. */
+	ready = io_uring_cq_ready(&e->ring);
+	while (ready-- > 0 && io_uring_peek_cqe(&e->ring, &cqe) == 0) {
 		struct io_uring_cqe c = *cqe;
 
 		io_uring_cqe_seen(&e->ring, cqe);

@@ -196,8 +196,9 @@ static int pool_open_backend(struct store_pool *p, const struct store_pool_opts 
 	}
 	if (!o->path)
 		return -EINVAL;
-	return store_backend_file_open(o->path, o->create_bytes, o->engine,
-	                               o->read_only, o->log, o->log_arg, &p->be);
+	/* with our own read cache, reads skip the page cache: no block twice in RAM */
+	return store_backend_file_open(o->path, o->create_bytes, o->engine, o->read_only,
+	                               store_cache_on(&p->cache), o->log, o->log_arg, &p->be);
 }
 
 /* Creates a pool on an all-zero backend; refuses anything else that is not
@@ -283,7 +284,9 @@ int store_pool_open(struct ev_loop *loop, const struct store_pool_opts *o,
 	STAILQ_INIT(&p->deferred);
 	STAILQ_INIT(&p->ckpt_waiters);
 	p->next_vol_id = 1;
-	rc = pool_open_backend(p, o);
+	rc = store_cache_init(&p->cache, o->read_cache_bytes);
+	if (rc == 0)
+		rc = pool_open_backend(p, o);
 	if (rc)
 		goto fail_free;
 	rc = pool_load(p, o);
@@ -313,6 +316,7 @@ fail:
 	store_clean_fini(p);
 	store_dedup_close(p);
 fail_free:
+	store_cache_fini(&p->cache);
 	store_addr_fini(&p->addr);
 	free(p->by_id);
 	store_segs_free(p);
@@ -334,6 +338,7 @@ static void pool_free(struct store_pool *p)
 	store_clean_fini(p);
 	store_dedup_close(p);
 	store_addr_fini(&p->addr);
+	store_cache_fini(&p->cache);
 	free(p->by_id);
 	store_segs_free(p);
 	free(p);
@@ -428,6 +433,10 @@ void store_pool_get_stats(const struct store_pool *p, struct store_pool_stats *o
 	out->snapshots = p->nsnaps;
 	out->cleaning = store_clean_active(p);
 	out->failed = p->failed;
+	out->read_cache_capacity = p->cache.capacity;
+	out->read_cache_bytes = store_cache_bytes(&p->cache);
+	out->read_cache_hits = p->cache.hits;
+	out->read_cache_misses = p->cache.misses;
 }
 
 const char *store_strerror(int err)

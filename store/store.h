@@ -71,6 +71,8 @@ struct store_pool_opts {
 	store_log_fn   *log;             /* may be NULL */
 	void           *log_arg;
 	struct store_backend *backend;   /* tests: use this instead of path; the pool takes ownership */
+	uint64_t        read_cache_bytes; /* bound of the read cache, its index included;
+	                                  * 0: none, reads go through the kernel's page cache */
 };
 
 struct store_vol_info {
@@ -118,6 +120,10 @@ struct store_pool_stats {
 	uint64_t replayed_bytes;
 	uint64_t replayed_data_bytes;    /* of those, data read back to prove a torn tail */
 	bool     failed;                 /* sticky: a device write or flush failed */
+	uint64_t read_cache_capacity;    /* bytes it may take (0: off) */
+	uint64_t read_cache_bytes;       /* of data held now */
+	uint64_t read_cache_hits;        /* 4 KiB blocks read from it */
+	uint64_t read_cache_misses;      /* 4 KiB blocks it did not hold */
 };
 
 /* Opens the pool at o->path (or o->backend), creating it when missing and

@@ -884,6 +884,8 @@ int store_vol_apply(struct store_pool *p, const struct fmt_rec_entry *e,
 		rc = store_addr_add(&p->addr, la, e->sectors, pba);
 		if (rc == 0)
 			rc = store_map_set(&v->map, e->lba, e->sectors, la);
+		if (rc == 0 && !replay)         /* read-after-write from memory */
+			store_cache_put_record(&p->cache, la, e->sectors, data, data_sectors);
 		break;
 	case FMT_ENT_UNMAP:
 		rc = store_map_unmap(&v->map, e->lba, e->sectors);
@@ -1068,10 +1070,21 @@ void store_vol_flush(struct store_vol *v, store_done_fn *done, void *arg)
 	req_submit(v->pool, r, req_admit(v->pool, false));
 }
 
-/* One backend read covering part of a request: straight into the
- * request's buffers when data and buffers are 4 KiB aligned, else through
- * a bounce buffer (the device wants 4 KiB alignment; the log packs data
- * by the sector). */
+/* ---- reads -------------------------------------------------------------- */
+
+/* A read walks the volume's map (sector to log address), then the address
+ * table (log address to device). With a read cache (store/cache.h) each
+ * 4 KiB block of log address space is looked up there first; the blocks it
+ * misses are read from the device in runs, straight into pinned cache
+ * slots when the block lies on a 4 KiB device block (as the log writes
+ * it), else through a bounce buffer (the cleaner packs data by the
+ * sector), and copied out from there. Without a cache, or for a block the
+ * cache cannot take now, a piece is read straight into the request's
+ * buffers when data and buffers are 4 KiB aligned, else through a bounce
+ * buffer (the device wants 4 KiB alignment). */
+
+#define FILL_BLOCKS     64u     /* blocks one cache fill reads: 256 KiB */
+
 struct read_piece {
 	struct store_bio  bio;
 	struct iovec      biov;         /* the bounce buffer */
@@ -1081,6 +1094,36 @@ struct read_piece {
 	uint32_t          skip;         /* bytes of the bounce before the data */
 	uint32_t          bytes;
 	uint32_t          seg;
+};
+
+/* One block of a cache fill: the sectors [s0, s0 + n) the request wants,
+ * at device sector pba, the slot they go to (CACHE_NONE: only to the
+ * request). */
+struct fill_blk {
+	uint32_t slot;
+	uint8_t  s0, n;
+	uint64_t pba;
+	uint64_t dst_off;               /* bytes into the request's iov */
+};
+
+/* Device-contiguous blocks read with one backend read. */
+struct read_fill {
+	struct store_bio  bio;
+	struct store_req *req;
+	uint32_t          seg;
+	uint32_t          n;
+	bool              bounce;       /* blocks not on 4 KiB device blocks */
+	uint64_t          next;         /* device sector the next block must start at */
+	void             *buf;          /* the bounce buffer */
+	struct iovec      iov[FILL_BLOCKS];
+	struct fill_blk   blk[FILL_BLOCKS];
+};
+
+struct read_ctx {
+	struct store_req *req;
+	uint64_t          lba, la;      /* the map extent being read */
+	uint64_t          next;         /* first sector not yet read or zeroed */
+	struct read_fill *fill;         /* being gathered */
 };
 
 static void vol_read_piece_done(struct store_bio *b)
@@ -1102,19 +1145,11 @@ static void vol_read_piece_done(struct store_bio *b)
 		store_req_complete(p, r, r->err);
 }
 
-struct read_ctx {
-	struct store_req *req;
-	uint64_t          lba, la;      /* the map extent being read */
-	uint64_t          next;         /* first sector not yet read or zeroed */
-};
-
-/* One piece of a map extent, where the address table says it is. */
-static int vol_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
+/* [lba, +len) of the request from device sector pba, past the cache. */
+static int vol_read_uncached(struct read_ctx *c, uint64_t lba, uint64_t len, uint64_t pba)
 {
-	struct read_ctx *c = arg;
 	struct store_req *r = c->req;
 	struct store_pool *p = r->vol->pool;
-	uint64_t lba = c->lba + (la - c->la);
 
 	while (len > 0) {
 		uint64_t n = len < READ_PIECE_MAX / STORE_SECTOR ? len : READ_PIECE_MAX / STORE_SECTOR;
@@ -1156,6 +1191,161 @@ static int vol_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 		len -= n;
 	}
 	return 0;
+}
+
+static void vol_read_fill_done(struct store_bio *b)
+{
+	struct read_fill *f = b->owner;
+	struct store_req *r = f->req;
+	struct store_pool *p = r->vol->pool;
+
+	p->segs[f->seg].readers--;
+	if (b->result && !r->err)
+		r->err = b->result;
+	for (uint32_t i = 0; i < f->n; i++) {
+		const struct fill_blk *k = &f->blk[i];
+		size_t bytes = (size_t)k->n * STORE_SECTOR;
+		char *slot = k->slot == CACHE_NONE ? NULL :
+		             store_cache_slot_data(&p->cache, k->slot) + k->s0 * STORE_SECTOR;
+		const char *src = f->bounce ? (char *)f->buf + (k->pba * STORE_SECTOR - b->offset)
+		                            : slot;
+
+		if (!b->result) {
+			if (f->bounce && slot)
+				memcpy(slot, src, bytes);
+			store_iov_from_buf(r->iov, r->iovcnt, k->dst_off, src, bytes);
+		}
+		if (slot)
+			store_cache_fill_done(&p->cache, k->slot, store_cache_mask(k->s0, k->n),
+			                      !b->result);
+	}
+	free(f->buf);
+	free(f);
+	if (--r->pieces == 0)
+		store_req_complete(p, r, r->err);
+}
+
+/* Sends the fill gathered so far. */
+static int vol_read_fill_submit(struct read_ctx *c)
+{
+	struct read_fill *f = c->fill;
+	struct store_pool *p;
+	uint64_t start, end;
+
+	if (!f)
+		return 0;
+	c->fill = NULL;
+	p = f->req->vol->pool;
+	start = f->blk[0].pba - (f->bounce ? 0 : f->blk[0].s0);
+	start = start * STORE_SECTOR & ~(uint64_t)(STORE_BLOCK - 1);
+	end = (f->next * STORE_SECTOR + STORE_BLOCK - 1) & ~(uint64_t)(STORE_BLOCK - 1);
+	if (f->bounce) {
+		f->buf = store_alloc_aligned(end - start);
+		f->iov[0] = (struct iovec){ .iov_base = f->buf, .iov_len = end - start };
+	} else {
+		for (uint32_t i = 0; i < f->n; i++)
+			f->iov[i] = (struct iovec){
+				.iov_base = store_cache_slot_data(&p->cache, f->blk[i].slot),
+				.iov_len = STORE_BLOCK };
+	}
+	f->bio.op = STORE_BIO_READ;
+	f->bio.offset = start;
+	f->bio.iov = f->iov;
+	f->bio.iovcnt = f->bounce ? 1 : (int)f->n;
+	f->bio.done = vol_read_fill_done;
+	f->bio.owner = f;
+	f->req->pieces++;
+	p->segs[f->seg].readers++;      /* the segment stays put until we are done */
+	if (f->bounce && !f->buf) {
+		f->bio.result = -ENOMEM;
+		vol_read_fill_done(&f->bio);    /* a piece is held: no completion here */
+		return -ENOMEM;
+	}
+	p->be->ops->submit(p->be, &f->bio);
+	return 0;
+}
+
+/* A block the cache missed: sectors [s0, s0 + n) of block key, at device
+ * sector pba, for volume sector lba. Joins the fill being gathered when it
+ * follows it on the device. */
+static int vol_read_miss(struct read_ctx *c, uint64_t key, uint32_t s0, uint32_t n,
+                         uint64_t lba, uint64_t pba)
+{
+	struct store_req *r = c->req;
+	struct store_pool *p = r->vol->pool;
+	bool bounce = (pba - s0) % CACHE_SECTORS != 0;
+	uint64_t at = bounce ? pba : pba - s0;
+	struct read_fill *f = c->fill;
+	uint32_t slot, seg;
+	int rc;
+
+	if (!store_seg_of_sector(p, pba, &seg))
+		return -EIO;
+	if (store_cache_claim(&p->cache, key, &slot))
+		slot = CACHE_NONE;      /* filling elsewhere, or all pinned */
+	if (!bounce && slot == CACHE_NONE)
+		return vol_read_uncached(c, lba, n, pba);
+	if (f && (f->bounce != bounce || f->seg != seg || f->n == FILL_BLOCKS || f->next != at)) {
+		if ((rc = vol_read_fill_submit(c)))
+			goto fail;
+		f = NULL;
+	}
+	if (!f) {
+		if (!(f = calloc(1, sizeof(*f)))) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		f->req = r;
+		f->seg = seg;
+		f->bounce = bounce;
+		c->fill = f;
+	}
+	f->blk[f->n++] = (struct fill_blk){ .slot = slot, .s0 = (uint8_t)s0, .n = (uint8_t)n,
+	                                    .pba = pba, .dst_off = (lba - r->lba) * STORE_SECTOR };
+	f->next = bounce ? pba + n : at + CACHE_SECTORS;
+	return 0;
+fail:
+	if (slot != CACHE_NONE)
+		store_cache_fill_done(&p->cache, slot, 0, false);
+	return rc;
+}
+
+/* [la, +len) of a map extent, at device sector pba: block by block
+ * through the cache. */
+static int vol_read_cached(struct read_ctx *c, uint64_t la, uint64_t len, uint64_t pba)
+{
+	struct store_req *r = c->req;
+	struct store_cache *cache = &r->vol->pool->cache;
+	uint64_t lba = c->lba + (la - c->la);
+
+	while (len > 0) {
+		uint32_t s0 = (uint32_t)(la % CACHE_SECTORS);
+		uint32_t n = CACHE_SECTORS - s0 < len ? CACHE_SECTORS - s0 : (uint32_t)len;
+		uint64_t key = store_cache_key(la);
+		const char *hit = store_cache_lookup(cache, key, store_cache_mask(s0, n));
+		int rc;
+
+		if (hit)
+			store_iov_from_buf(r->iov, r->iovcnt, (lba - r->lba) * STORE_SECTOR,
+			                   hit + s0 * STORE_SECTOR, (size_t)n * STORE_SECTOR);
+		else if ((rc = vol_read_miss(c, key, s0, n, lba, pba)))
+			return rc;
+		la += n;
+		lba += n;
+		pba += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* One piece of a map extent, where the address table says it is. */
+static int vol_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
+{
+	struct read_ctx *c = arg;
+
+	if (store_cache_on(&c->req->vol->pool->cache))
+		return vol_read_cached(c, la, len, pba);
+	return vol_read_uncached(c, c->lba + (la - c->la), len, pba);
 }
 
 /* Holes read as zeros, with no disk I/O. */
@@ -1204,6 +1394,10 @@ void store_vol_read(struct store_vol *v, uint64_t lba, const struct iovec *iov,
 	c.req = r;
 	c.next = lba;
 	err = store_map_visit(&v->map, lba, r->sectors, vol_read_visit, &c);
+	if (!err)
+		err = vol_read_fill_submit(&c);
+	else
+		vol_read_fill_submit(&c);
 	if (err)
 		r->err = err;
 	else

@@ -40,6 +40,11 @@
  *   snapcreate    time to create a snapshot and a clone (durable) of a
  *                 volume filled by 1 MiB writes and of volumes filled by
  *                 random 4 KiB writes (--fill-gib, many extents)
+ *   cloneread     a filled --vol-mib image, 500 clones of its snapshot,
+ *                 --qd 4 KiB random reads over all the clones from an
+ *                 empty read cache: IOPS, hits, misses, hit rate and bytes
+ *                 cached (the image once, not 500 times); then the same
+ *                 with the cache off
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -91,7 +96,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	"usage: store-bench --test randwrite4k|randwrite64k|mapmem|recovery|snapshots|\n"
-	"                          clones|snapcreate|cleaner|all\n"
+	"                          clones|snapcreate|cleaner|cloneread|all\n"
 	"                   [--engine uring|threads|auto] [--dir D] [--seconds S]\n"
 	"                   [--warmup S] [--vols N] [--qd N] [--vol-mib M]\n"
 	"                   [--pool-gib G] [--seq-gib G] [--seq-kib K] [--rand-gib G]\n"
@@ -315,6 +320,7 @@ struct bench {
 	uint64_t           ckpt_log_bytes;
 	struct store_vol  *vols[VOLS_MAX];
 	unsigned           nvols;
+	uint64_t           cache_bytes;     /* read cache; 0: none */
 };
 
 static void bench_log(void *arg, enum store_log_level level, const char *msg)
@@ -330,7 +336,7 @@ static int bench_open(struct bench *b)
 		.path = b->path, .create_bytes = b->pool_bytes, .engine = b->o->engine,
 		.segment_bytes = b->o->seg_mib << 20,
 		.checkpoint_secs = b->ckpt_secs, .checkpoint_log_bytes = b->ckpt_log_bytes,
-		.log = bench_log,
+		.log = bench_log, .read_cache_bytes = b->cache_bytes,
 	};
 
 	return store_pool_open(b->loop, &po, &b->pool);
@@ -1252,6 +1258,174 @@ static void test_cleaner(const struct opts *o, const char *dir)
 	clean_run(o, dir, "hot95/5", 95, 0.05);
 }
 
+/* ---- cloneread: 500 clones of one image through the read cache ------------ */
+
+/* A desktop pool: one golden image, 500 clones of its snapshot, 4 KiB
+ * random reads spread over all the clones, starting from an empty cache.
+ * The cache is keyed by place in the pool, so the image is cached once
+ * however many clones read it: misses stay at about the image's blocks and
+ * the hit rate climbs towards 1. Then the same window with the cache off
+ * (reads through the kernel's page cache) for comparison. */
+#define CLONEREAD_CLONES        500
+
+struct cloneread;
+
+struct cr_slot {
+	struct cloneread *cr;
+	struct iovec      iov;
+};
+
+struct cloneread {
+	struct store_vol **clones;
+	uint64_t           blocks;      /* 4 KiB blocks of the image */
+	uint64_t           rng;
+	bool               stopping;
+	int                inflight;
+	uint64_t           done, errors;
+	int                first_err;
+};
+
+static void cr_issue(struct cr_slot *s);
+
+static void cr_done(void *arg, int err)
+{
+	struct cr_slot *s = arg;
+	struct cloneread *cr = s->cr;
+
+	cr->inflight--;
+	if (err) {
+		if (cr->errors++ == 0)
+			cr->first_err = err;
+		cr->stopping = true;
+		return;
+	}
+	cr->done++;
+	cr_issue(s);
+}
+
+static void cr_issue(struct cr_slot *s)
+{
+	struct cloneread *cr = s->cr;
+	uint64_t c = tl_rand_below(&cr->rng, CLONEREAD_CLONES);
+	uint64_t blk = tl_rand_below(&cr->rng, cr->blocks);
+
+	if (cr->stopping)
+		return;
+	cr->inflight++;
+	store_vol_read(cr->clones[c], blk * (4096 / STORE_SECTOR), &s->iov, 1, cr_done, s);
+}
+
+static void cr_stop_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	((struct cloneread *)t->data)->stopping = true;
+}
+
+/* One timed pass of reads over the clones; prints a line of its figures
+ * (what: "cold", from an empty cache, or "warm"). */
+static void cloneread_pass(struct bench *b, struct cloneread *cr, uint64_t cache_bytes,
+                           const char *what)
+{
+	struct cr_slot *slots = calloc(b->o->qd, sizeof(*slots));
+	char *bufs = xmalloc_aligned((size_t)b->o->qd * 4096);
+	struct store_pool_stats s0, st;
+	uint64_t done0 = cr->done, hits, misses;
+	double t0, secs;
+	ev_timer stop;
+	struct out o;
+
+	store_pool_get_stats(b->pool, &s0);
+	cr->stopping = false;
+	ev_now_update(b->loop);
+	ev_timer_init(&stop, cr_stop_cb, b->o->seconds, 0);
+	stop.data = cr;
+	ev_timer_start(b->loop, &stop);
+	t0 = now();
+	for (unsigned i = 0; i < b->o->qd; i++) {
+		slots[i] = (struct cr_slot){ .cr = cr,
+		                             .iov = { bufs + (size_t)i * 4096, 4096 } };
+		cr_issue(&slots[i]);
+	}
+	while (cr->inflight > 0)
+		ev_run(b->loop, EVRUN_ONCE);
+	secs = now() - t0;
+	ev_timer_stop(b->loop, &stop);
+	if (cr->errors)
+		die("reading the clones", cr->first_err);
+	store_pool_get_stats(b->pool, &st);
+	hits = st.read_cache_hits - s0.read_cache_hits;
+	misses = st.read_cache_misses - s0.read_cache_misses;
+	out_begin(&o, b->o->json, "cloneread", st.engine);
+	out_str(&o, "pass", what);
+	out_num(&o, "clones", CLONEREAD_CLONES, 0);
+	out_num(&o, "image_mib", (double)cr->blocks * 4096 / MIB, 0);
+	out_num(&o, "cache_mib", (double)cache_bytes / MIB, 0);
+	out_num(&o, "reads", (double)(cr->done - done0), 0);
+	out_num(&o, "iops", (cr->done - done0) / secs, 0);
+	out_num(&o, "hits", (double)hits, 0);
+	out_num(&o, "misses", (double)misses, 0);
+	out_num(&o, "hit_rate", hits + misses ? (double)hits / (double)(hits + misses) : 0, 4);
+	out_num(&o, "cached_mib", (double)st.read_cache_bytes / MIB, 1);
+	out_end(&o);
+	free(slots);
+	free(bufs);
+}
+
+/* Opens the pool with a read cache of cache_bytes (0: none) and reads the
+ * clones twice: from cold, then warm. */
+static void cloneread_window(struct bench *b, uint64_t cache_bytes, uint64_t blocks)
+{
+	struct store_vol *clones[CLONEREAD_CLONES];
+	struct cloneread cr = { .clones = clones, .blocks = blocks,
+	                        .rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid() };
+
+	b->cache_bytes = cache_bytes;
+	bench_open_or_die(b);
+	for (unsigned i = 0; i < CLONEREAD_CLONES; i++) {
+		char name[32];
+		int rc;
+
+		snprintf(name, sizeof(name), "desk%03u", i);
+		rc = store_vol_open(b->pool, name, &clones[i]);
+		if (rc)
+			die("opening a clone", rc);
+	}
+	cloneread_pass(b, &cr, cache_bytes, "cold");
+	cloneread_pass(b, &cr, cache_bytes, "warm");
+	for (unsigned i = 0; i < CLONEREAD_CLONES; i++)
+		store_vol_close(clones[i]);
+	bench_close(b);
+}
+
+static void test_cloneread(const struct opts *o, const char *dir)
+{
+	uint64_t bytes = o->vol_bytes;
+	struct bench b;
+
+	bench_init(&b, o, dir, "cloneread", o->pool_gib ? o->pool_gib : 4);
+	bench_open_or_die(&b);
+	bench_vols_create(&b, "img", 1, bytes);
+	bench_fill(&b, bytes);
+	bench_vols_close(&b);
+	if (tl_snap_create(b.loop, b.pool, "img00", "gold"))
+		die("creating the golden snapshot", -EIO);
+	for (unsigned i = 0; i < CLONEREAD_CLONES; i++) {
+		char name[32];
+		int rc;
+
+		snprintf(name, sizeof(name), "desk%03u", i);
+		rc = tl_vol_clone(b.loop, b.pool, "img00@gold", name, false);
+		if (rc)
+			die("creating a clone", rc);
+	}
+	bench_close(&b);
+	/* room for the image and its index, starting empty */
+	cloneread_window(&b, bytes + bytes / 8, bytes / 4096);
+	cloneread_window(&b, 0, bytes / 4096);
+	bench_fini(&b);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static char own_dir[PATH_MAX];
@@ -1290,7 +1464,8 @@ int main(int argc, char **argv)
 	parse_args(&o, argc, argv);
 	if (!want(&o, "randwrite4k") && !want(&o, "randwrite64k") &&
 	    !want(&o, "mapmem") && !want(&o, "recovery") && !want(&o, "snapshots") &&
-	    !want(&o, "clones") && !want(&o, "snapcreate") && !want(&o, "cleaner")) {
+	    !want(&o, "clones") && !want(&o, "snapcreate") && !want(&o, "cleaner") &&
+	    !want(&o, "cloneread")) {
 		usage(stderr);
 		return 2;
 	}
@@ -1311,5 +1486,7 @@ int main(int argc, char **argv)
 		test_snapcreate(&o, dir);
 	if (want(&o, "cleaner"))
 		test_cleaner(&o, dir);
+	if (want(&o, "cloneread"))
+		test_cloneread(&o, dir);
 	return 0;
 }

@@ -52,6 +52,11 @@ tests_unit_test_crash_clean_SOURCES = %reldir%/test_crash_clean.c
 tests_unit_test_crash_clean_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_crash_clean_LDADD = $(SL_TEST_LIBS)
 
+check_PROGRAMS += tests/unit/test_cache
+tests_unit_test_cache_SOURCES = %reldir%/test_cache.c
+tests_unit_test_cache_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_cache_LDADD = $(SL_TEST_LIBS)
+
 check_PROGRAMS += tests/unit/test_dedup
 tests_unit_test_dedup_SOURCES = %reldir%/test_dedup.c
 tests_unit_test_dedup_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)

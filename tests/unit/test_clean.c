@@ -40,7 +40,7 @@ static int pool_open(struct fx *f)
 {
 	struct store_pool_opts o = {
 		.path = f->path, .create_bytes = POOL_BYTES, .segment_bytes = SEG_BYTES,
-		.log = tl_log,
+		.log = tl_log, .read_cache_bytes = 1u << 20,  /* reads meet moved data */
 	};
 
 	return store_pool_open(f->loop, &o, &f->pool);

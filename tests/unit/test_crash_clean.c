@@ -381,7 +381,7 @@ static int open_pool(struct ev_loop *loop, struct crash_backend *cb, struct stor
 	struct store_pool_opts o = {
 		.backend = crash_backend_base(cb), .create_bytes = POOL_BYTES,
 		.segment_bytes = SEG_BYTES, .checkpoint_secs = 3600, .checkpoint_log_bytes = CKPT_LOG_BYTES,
-		.log = tl_log,
+		.log = tl_log, .read_cache_bytes = 1u << 20,
 	};
 
 	return store_pool_open(loop, &o, out);

@@ -28,7 +28,7 @@ static int pool_open(struct fixture *f, uint32_t ckpt_secs)
 {
 	struct store_pool_opts o = {
 		.path = f->path, .create_bytes = 256ull << 20, .segment_bytes = 1u << 20,
-		.log = tl_log, .checkpoint_secs = ckpt_secs,
+		.log = tl_log, .checkpoint_secs = ckpt_secs, .read_cache_bytes = 4u << 20,
 	};
 
 	return store_pool_open(f->loop, &o, &f->pool);

@@ -195,6 +195,7 @@ static int model_open(struct model *m)
 	struct store_pool_opts o = {
 		.path = m->path, .create_bytes = POOL_BYTES, .segment_bytes = 1u << 20,
 		.engine = m->engine, .checkpoint_log_bytes = 24ull << 20, .log = tl_log,
+		.read_cache_bytes = 256u << 10,  /* ~60 blocks: the read cache evicts all along */
 	};
 	int rc = store_pool_open(m->loop, &o, &m->pool);
 
