@@ -7,7 +7,7 @@
  * volume, or not whole blocks, go the usual way.
  *
  * The index: an in-memory table hash -> log address (addr.h) of the newest
- * block written with that hash, 4-way set associative, bounded (16 bytes a
+ * block written with that hash, 8-way set associative, bounded (16 bytes a
  * slot; about one slot per block of the pool, at most 4M slots = 64 MiB).
  * It is a hint, never trusted: an entry whose data died or moved is found
  * out on use, since a log address names the same bytes forever (the cleaner
@@ -50,9 +50,10 @@
 #define DEDUP_KEY       "store.dedup"   /* metadata: "1" on, "0" off */
 #define BLK_SECTORS     (STORE_BLOCK / STORE_SECTOR)
 #define NONE            UINT64_MAX
-#define WAYS            4u
+#define WAYS            8u              /* a set is two cache lines */
 #define SLOTS_MIN       1024u
 #define SLOTS_MAX       (1u << 22)
+#define READ_RUN_MAX    256u            /* blocks one compare reads: 1 MiB */
 
 struct dedup_slot {
 	uint64_t hash;
@@ -73,14 +74,16 @@ struct dedup_req {
 	uint64_t *la;           /* per block: data to reference, or NONE */
 };
 
-/* The compare of one block against a candidate. */
+/* The compare of a run of blocks against candidates that lie one after
+ * the other in one record (a clone of an image meets its blocks in
+ * order): one device read for the run. */
 struct dedup_cmp {
 	struct store_req *req;
-	uint32_t          blk;
+	uint32_t          blk, n;       /* the run: blocks [blk, blk + n) of req */
 	uint32_t          reads;        /* device reads in flight */
 	int               err;
-	uint8_t          *mine;         /* the block as written, 4 KiB */
-	uint8_t          *theirs;       /* the candidate, 4 KiB */
+	uint8_t          *mine;         /* the blocks as written */
+	uint8_t          *theirs;       /* the candidates */
 };
 
 struct dedup_read {
@@ -102,10 +105,16 @@ uint64_t (*store_dedup_hash)(const void *block) = dedup_crc64;
 
 static struct dedup_slot *idx_set(struct store_dedup *d, uint64_t hash)
 {
-	/* the low bits pick the set: mix first, a test hash may be constant */
-	uint64_t h = hash * 0x9e3779b97f4a7c15ull;
+	/* mix every bit into the set number (murmur3's finalizer): a CRC is
+	 * linear, and data made by a linear generator shares low bits */
+	uint64_t h = hash;
 
-	return &d->slot[(h >> 20 & d->mask) * WAYS];
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return &d->slot[(h & d->mask) * WAYS];
 }
 
 static uint64_t idx_find(struct store_dedup *d, uint64_t hash)
@@ -213,10 +222,14 @@ static void cmp_finish(struct store_pool *p, struct dedup_cmp *c)
 	struct store_req *r = c->req;
 	struct dedup_req *dr = r->dd;
 
-	if (c->err || memcmp(c->mine, c->theirs, STORE_BLOCK)) {
+	for (uint32_t k = 0; k < c->n; k++) {
+		size_t o = (size_t)k * STORE_BLOCK;
+
+		if (!c->err && memcmp(c->mine + o, c->theirs + o, STORE_BLOCK) == 0)
+			continue;
 		if (!c->err)
 			p->st.dedup_mismatches++;
-		dr->la[c->blk] = NONE;
+		dr->la[c->blk + k] = NONE;
 	}
 	free(c->mine);
 	free(c->theirs);
@@ -285,24 +298,27 @@ static int cmp_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 	return 0;
 }
 
-/* Starts comparing block blk of r (its bytes in the scratch block) with
- * the data at la; without a compare under way the block is written. */
-static void cmp_start(struct store_pool *p, struct store_req *r, uint32_t blk, uint64_t la)
+/* Starts comparing blocks [blk, blk + n) of r with the data from la on;
+ * blocks without a compare under way are written. */
+static void cmp_start(struct store_pool *p, struct store_req *r, uint32_t blk, uint32_t n,
+                      uint64_t la)
 {
 	struct dedup_cmp *c = calloc(1, sizeof(*c));
 	struct cmp_visit cv = { .p = p, .c = c, .la = la };
+	size_t bytes = (size_t)n * STORE_BLOCK;
 
-	if (!c || !(c->mine = malloc(STORE_BLOCK)) || !(c->theirs = malloc(STORE_BLOCK))) {
+	if (!c || !(c->mine = malloc(bytes)) || !(c->theirs = malloc(bytes))) {
 		if (c)
 			free(c->mine);
 		free(c);
 		return;
 	}
-	memcpy(c->mine, p->dedup->scratch, STORE_BLOCK);
+	store_iov_to_buf(r->iov, r->iovcnt, (size_t)blk * STORE_BLOCK, c->mine, bytes);
 	c->req = r;
 	c->blk = blk;
+	c->n = n;
 	c->reads = 1;                   /* held while the pieces are submitted */
-	if (store_addr_visit(&p->addr, la, BLK_SECTORS, cmp_read_piece, &cv))
+	if (store_addr_visit(&p->addr, la, (uint64_t)n * BLK_SECTORS, cmp_read_piece, &cv))
 		c->err = -EIO;          /* a piece could not go: no reference */
 	if (--c->reads == 0) {          /* none went out */
 		free(c->mine);
@@ -310,8 +326,21 @@ static void cmp_start(struct store_pool *p, struct store_req *r, uint32_t blk, u
 		free(c);
 		return;
 	}
-	r->dd->la[blk] = la;
+	for (uint32_t k = 0; k < n; k++)
+		r->dd->la[blk + k] = la + (uint64_t)k * BLK_SECTORS;
 	r->dd->waiting++;
+}
+
+/* Blocks from i on whose candidates follow cand[i] in its record: one read. */
+static uint32_t cand_run(const uint64_t *cand, uint32_t i, uint32_t nblk)
+{
+	uint32_t n = 1;
+
+	while (i + n < nblk && n < READ_RUN_MAX &&
+	       cand[i + n] == cand[i] + (uint64_t)n * BLK_SECTORS &&
+	       (cand[i + n] + BLK_SECTORS - 1) >> ADDR_OFF_BITS == cand[i] >> ADDR_OFF_BITS)
+		n++;
+	return n;
 }
 
 /* ---- the write path ---------------------------------------------------------- */
@@ -336,16 +365,23 @@ bool store_dedup_write(struct store_pool *p, struct store_req *r)
 		return false;
 	}
 	r->dd = dr;
+	/* candidates first (in la[]), then one compare per run of them */
 	for (uint32_t i = 0; i < dr->nblk; i++) {
-		uint64_t la;
-
 		store_iov_to_buf(r->iov, r->iovcnt, (size_t)i * STORE_BLOCK, d->scratch,
 		                 STORE_BLOCK);
 		dr->hash[i] = store_dedup_hash(d->scratch);
-		dr->la[i] = NONE;
-		la = idx_find(d, dr->hash[i]);
-		if (la != NONE && la_held(p, la))
-			cmp_start(p, r, i, la);
+		dr->la[i] = idx_find(d, dr->hash[i]);
+		if (dr->la[i] != NONE && !la_held(p, dr->la[i]))
+			dr->la[i] = NONE;
+	}
+	for (uint32_t i = 0, n; i < dr->nblk; i += n) {
+		uint64_t la = dr->la[i];
+
+		n = la == NONE ? 1 : cand_run(dr->la, i, dr->nblk);
+		for (uint32_t k = 0; k < n; k++)
+			dr->la[i + k] = NONE;   /* until its compare says equal */
+		if (la != NONE)
+			cmp_start(p, r, i, n, la);
 	}
 	if (dr->waiting)
 		r->pieces = 1;          /* the compares hold it; completions are never inline */

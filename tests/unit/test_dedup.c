@@ -927,6 +927,11 @@ static uint64_t fig_image(int dedup, int nvols, uint64_t img_bytes, double *secs
 		store_vol_close(g.v);
 	}
 	used = stats(f.pool).used_bytes;
+	if (dedup > 0)
+		printf("dedup: %" PRIu64 " blocks by reference, %" PRIu64 " mismatches, "
+		       "%" PRIu64 " written again, %" PRIu64 " segments cleaned\n",
+		       stats(f.pool).dedup_blocks, stats(f.pool).dedup_mismatches,
+		       stats(f.pool).dedup_rewrites, stats(f.pool).cleaned_segments);
 	assert_int_equal(tl_pool_close(f.loop, f.pool), 0);
 	f.pool = NULL;
 	fx_fini(&f);
@@ -968,8 +973,8 @@ static void test_figures(void **state)
 	on = fig_image(1, nvols, img, &son);
 	off = fig_image(-1, nvols, img, &soff);
 	printf("dedup: %d volumes written with the same %" PRIu64 " MiB image: pool used "
-	       "%" PRIu64 " MiB with dedup (%.1f s), %" PRIu64 " MiB without (%.1f s)\n",
-	       nvols, img >> 20, on >> 20, son, off >> 20, soff);
+	       "%" PRIu64 " KiB with dedup (%.1f s), %" PRIu64 " KiB without (%.1f s)\n",
+	       nvols, img >> 20, on >> 10, son, off >> 10, soff);
 	assert_int_equal(on, img);
 	assert_int_equal(off, img * (uint64_t)nvols);
 	if (!e || strcmp(e, "1"))
