@@ -714,6 +714,11 @@ stats_test() {
 	           and .since_start.read.ops > 0 and .since_start.write.latency_us.p99 > 0
 	           and (.last_second.read | has("iops"))) and .totals.since_start.write.bytes > 0
 	           and .pool.capacity_bytes > 0' "GET /stats counts the API's I/O"
+	# the default read cache (an eighth of RAM, at least 64 MiB) served the reads
+	# of data the API wrote
+	want 200 '.pool.read_cache.capacity_bytes >= 67108864 and .pool.read_cache.hits > 0
+	          and .pool.read_cache.bytes <= .pool.read_cache.capacity_bytes' \
+		"GET /stats: the pool's read cache"
 	req GET /metrics
 	check "GET /metrics: 200 text/plain" \
 		'[ "$status" = 200 ] && grep -qi "^Content-Type: text/plain" "$work/hdr"'
@@ -721,7 +726,8 @@ stats_test() {
 		'! grep -vE "^(# (HELP|TYPE) [a-z_]+ .+|[a-z_]+(\{[a-z_]+=\"[^\"]*\"(,[a-z_]+=\"[^\"]*\")*\})? -?[0-9.e+-]+)$" "$work/body"'
 	check "metrics has the pool and db1's writes" \
 		'grep -q "^sluice_pool_capacity_bytes [1-9]" "$work/body" &&
-		 grep -qE "^sluice_volume_ops_total\{volume=\"db1\",op=\"write\"\} [1-9]" "$work/body"'
+		 grep -qE "^sluice_volume_ops_total\{volume=\"db1\",op=\"write\"\} [1-9]" "$work/body" &&
+		 grep -q "^sluice_pool_read_cache_hits_total [1-9]" "$work/body"'
 	check "a TYPE line per family, once" \
 		'[ -z "$(grep "^# TYPE" "$work/body" | sort | uniq -d)" ]'
 }
