@@ -14,3 +14,8 @@ EXTRA_DIST += %reldir%/package.sh
 # teardown to an empty pool); needs curl, jq, python3, qemu and libiscsi.
 TESTS += %reldir%/clones-e2e.sh
 EXTRA_DIST += %reldir%/clones-e2e.sh
+
+# dedup.sh: the config key "dedup", GET /pool's dedup object, three imports
+# of one image stored once; needs curl and jq.
+TESTS += %reldir%/dedup.sh
+EXTRA_DIST += %reldir%/dedup.sh
