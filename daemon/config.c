@@ -195,16 +195,32 @@ int cfg_pool_path(const struct cfg *c, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* The read cache: an eighth of physical RAM, at least 64 MiB. The rest is
- * for the maps (which grow with what is mapped), the kernel and whatever
- * else runs on the host; a dedicated appliance with spare RAM raises it,
- * a small one shares the host and keeps most RAM for its neighbours. On a
- * 16 GiB host it holds a 2 GiB working set, a desktop pool's golden image
- * many times over. */
+/* The memory limit of our cgroup (systemd's MemoryMax=, a container's
+ * limit) when there is one below ram. */
+static uint64_t cfg_cgroup_memory(uint64_t ram)
+{
+	FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");   /* cgroup v2 */
+	unsigned long long max;
+
+	if (!f)
+		return ram;
+	if (fscanf(f, "%llu", &max) != 1 || max >= ram)  /* "max": no limit */
+		max = ram;
+	fclose(f);
+	return max;
+}
+
+/* The read cache: an eighth of the RAM we may use, at least 64 MiB. The
+ * rest is for the maps (which grow with what is mapped), the kernel and
+ * whatever else runs on the host; a dedicated appliance with spare RAM
+ * raises it, a small one shares the host and keeps most RAM for its
+ * neighbours. On a 16 GiB host it holds a 2 GiB working set, a desktop
+ * pool's golden image many times over. */
 static uint64_t cfg_default_read_cache(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-	uint64_t eighth = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 8 : 0;
+	uint64_t ram = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+	uint64_t eighth = cfg_cgroup_memory(ram) / 8;
 
 	return eighth > (64ull << 20) ? eighth : 64ull << 20;
 }
