@@ -2,15 +2,17 @@
  *
  * Written with O_DIRECT where the file system allows it (the log does its
  * own batching; the page cache would only add a copy), falling back to
- * buffered I/O, where fdatasync still makes each batch durable. Read
- * through a second, buffered descriptor: the kernel's page cache is the
- * read cache, as it is for any file a target serves, unless the pool has
- * a read cache of its own (store/cache.h): then reads are direct too, and
- * no block sits in RAM twice. Readahead is off on
- * it (POSIX_FADV_RANDOM): a read brings in only what was asked, so it never
- * races a direct write to a range nothing has read; a direct write drops
- * the cached pages it covers. An exclusive flock() keeps a second sluiced
- * from opening the same pool.
+ * buffered I/O, where fdatasync still makes each batch durable.
+ *
+ * Reads: when the pool has a read cache of its own (store/cache.h), direct
+ * too, so that no block sits in RAM twice and the cache's bound is what
+ * reads cost in memory. Without one, through a second, buffered
+ * descriptor: the kernel's page cache is the read cache, as it is for any
+ * file a target serves. Readahead is off on it (POSIX_FADV_RANDOM): a read
+ * brings in only what was asked, so it never races a direct write to a
+ * range nothing has read; a direct write drops the cached pages it covers.
+ *
+ * An exclusive flock() keeps a second sluiced from opening the same pool.
  */
 #define _GNU_SOURCE
 #include <errno.h>
