@@ -540,6 +540,273 @@ static void test_cleaner_moves_shared(void **state)
 	free(w);
 }
 
+/* ---- a random run against a model ---------------------------------------------------- */
+
+#define RM_VOLS         3               /* v0, v1 (write-back), v2; then clones */
+#define RM_OBJS         8               /* volumes, clones and snapshots */
+#define RM_BLOCKS       128
+#define RM_VALUES       48              /* few contents: most writes dedup */
+#define RM_GROUP        8               /* operations in flight together */
+
+struct rm_obj {
+	char              name[32];
+	bool              exists, snapshot;
+	struct store_vol *v;
+	int32_t           val[RM_BLOCKS];   /* per block: value id, 0 zeros */
+};
+
+struct rm_op {
+	struct tl_op t;
+	struct iovec iov;
+	uint8_t     *buf;
+};
+
+struct rm {
+	struct fx     f;
+	struct rm_obj o[RM_OBJS];
+	int           nobj;
+	uint64_t      rng;
+	struct rm_op  op[RM_GROUP];
+	bool          busy[RM_OBJS][RM_BLOCKS];     /* touched in this group */
+	uint64_t      refs, rewrites;               /* of the opens before this one */
+	uint64_t      replayed;                     /* records replayed after cuts */
+};
+
+static void rm_fill(uint8_t *buf, int32_t val)
+{
+	if (val == 0)
+		memset(buf, 0, BLK);
+	else
+		block_fill(buf, 7000 + (uint64_t)val, 0);
+}
+
+static void rm_verify(struct rm *m, int i)
+{
+	struct rm_obj *o = &m->o[i];
+	uint8_t *got = malloc(RM_BLOCKS * BLK), want[BLK];
+
+	assert_int_equal(tl_read(m->f.loop, o->v, 0, got, RM_BLOCKS * BLK), 0);
+	for (uint32_t b = 0; b < RM_BLOCKS; b++) {
+		rm_fill(want, o->val[b]);
+		if (memcmp(want, got + (size_t)b * BLK, BLK))
+			fail_msg("%s: block %u does not read value %d", o->name, b, o->val[b]);
+	}
+	free(got);
+}
+
+/* Used bytes: each live content at least once, at most once a mapping. */
+static void rm_space(struct rm *m)
+{
+	bool live[RM_VALUES + 1] = { false };
+	uint64_t mapped = 0, distinct = 0, used = stats(m->f.pool).used_bytes;
+
+	for (int i = 0; i < m->nobj; i++)
+		for (uint32_t b = 0; m->o[i].exists && b < RM_BLOCKS; b++) {
+			int32_t v = m->o[i].val[b];
+
+			if (v == 0)
+				continue;
+			mapped++;
+			distinct += !live[v];
+			live[v] = true;
+		}
+	assert_true(used >= distinct * BLK);
+	assert_true(used <= mapped * BLK);
+}
+
+/* A block range of a volume nothing else in this group touches. */
+static bool rm_pick(struct rm *m, int *obj, uint32_t *b, uint32_t *n)
+{
+	for (int tries = 0; tries < 16; tries++) {
+		int i = (int)tl_rand_below(&m->rng, (uint64_t)m->nobj);
+		uint32_t first = (uint32_t)tl_rand_below(&m->rng, RM_BLOCKS);
+		uint32_t len = 1 + (uint32_t)tl_rand_below(&m->rng, 8), k;
+
+		if (!m->o[i].exists || m->o[i].snapshot)
+			continue;
+		if (first + len > RM_BLOCKS)
+			len = RM_BLOCKS - first;
+		for (k = 0; k < len && !m->busy[i][first + k]; k++)
+			;
+		if (k < len)
+			continue;
+		for (k = 0; k < len; k++)
+			m->busy[i][first + k] = true;
+		*obj = i;
+		*b = first;
+		*n = len;
+		return true;
+	}
+	return false;
+}
+
+static struct rm_obj *rm_new(struct rm *m, const char *name, bool snapshot)
+{
+	struct rm_obj *o = &m->o[m->nobj++];
+
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	o->exists = true;
+	o->snapshot = snapshot;
+	assert_int_equal(store_vol_open(m->f.pool, name, &o->v), 0);
+	return o;
+}
+
+/* One group: writes (most of a few contents, so they dedup), unmaps and
+ * copies by reference in flight together, on ranges that do not overlap. */
+static void rm_group(struct rm *m)
+{
+	int nops = (int)tl_rand_below(&m->rng, RM_GROUP) + 1, i, si;
+	uint32_t b, n;
+
+	memset(m->busy, 0, sizeof(m->busy));
+	for (int k = 0; k < nops; k++) {
+		struct rm_op *op = &m->op[k];
+		uint64_t kind = tl_rand_below(&m->rng, 10);
+
+		memset(&op->t, 0, sizeof(op->t));
+		if (!rm_pick(m, &i, &b, &n)) {
+			op->t.done = true;
+			continue;
+		}
+		if (kind < 7) {
+			op->buf = malloc((size_t)n * BLK);
+			for (uint32_t j = 0; j < n; j++) {
+				m->o[i].val[b + j] = 1 + (int32_t)tl_rand_below(&m->rng, RM_VALUES);
+				rm_fill(op->buf + (size_t)j * BLK, m->o[i].val[b + j]);
+			}
+			op->iov = (struct iovec){ op->buf, (size_t)n * BLK };
+			store_vol_write(m->o[i].v, (uint64_t)b * BS, &op->iov, 1, 0, tl_done, &op->t);
+		} else if (kind < 8) {
+			for (uint32_t j = 0; j < n; j++)
+				m->o[i].val[b + j] = 0;
+			store_vol_unmap(m->o[i].v, (uint64_t)b * BS, (uint64_t)n * BS, tl_done, &op->t);
+		} else {
+			/* from another object's same range, if this group leaves it be */
+			si = (int)tl_rand_below(&m->rng, (uint64_t)m->nobj);
+			if (si == i || !m->o[si].exists) {
+				op->t.done = true;
+				continue;
+			}
+			for (uint32_t j = 0; j < n; j++) {
+				if (m->busy[si][b + j] && !m->o[si].snapshot)
+					n = j;
+			}
+			if (n == 0) {
+				op->t.done = true;
+				continue;
+			}
+			for (uint32_t j = 0; j < n; j++) {
+				m->busy[si][b + j] = true;
+				m->o[i].val[b + j] = m->o[si].val[b + j];
+			}
+			store_vol_copy(m->o[i].v, (uint64_t)b * BS, m->o[si].v, (uint64_t)b * BS,
+			               (uint64_t)n * BS, tl_done, &op->t);
+		}
+	}
+	for (int k = 0; k < nops; k++) {
+		assert_int_equal(tl_wait(m->f.loop, &m->op[k].t), 0);
+		free(m->op[k].buf);
+		m->op[k].buf = NULL;
+	}
+}
+
+static void file_copy(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	static char buf[1 << 20];
+	size_t n;
+
+	assert_non_null(in);
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+}
+
+/* A clean restart, or with cut a power cut with every record written: the
+ * file as it stands (no final checkpoint) is reopened, so the references
+ * since the last checkpoint are replayed, void ones included. */
+static void rm_reopen(struct rm *m, bool cut)
+{
+	char img[320];
+
+	m->refs += stats(m->f.pool).dedup_blocks;
+	m->rewrites += stats(m->f.pool).dedup_rewrites;
+	for (int i = 0; i < m->nobj; i++)
+		if (m->o[i].exists)
+			store_vol_close(m->o[i].v);
+	snprintf(img, sizeof(img), "%s.cut", m->f.path);
+	if (cut)
+		file_copy(m->f.path, img);
+	assert_int_equal(tl_pool_close(m->f.loop, m->f.pool), 0);
+	if (cut)
+		assert_int_equal(rename(img, m->f.path), 0);
+	assert_int_equal(fx_open(&m->f), 0);
+	if (cut) {
+		m->replayed += stats(m->f.pool).replayed_records;
+		assert_int_equal(store_pool_check(m->f.pool, tl_log, NULL), 0);
+	}
+	for (int i = 0; i < m->nobj; i++)
+		if (m->o[i].exists)
+			assert_int_equal(store_vol_open(m->f.pool, m->o[i].name, &m->o[i].v), 0);
+}
+
+/* Random writes, unmaps and copies over volumes, a snapshot and a clone,
+ * with dedup on and few distinct contents: every object reads its model
+ * after every group, across restarts and power cuts (the index empty after
+ * each), and the space stays within what the model allows. */
+static void test_random_model(void **state)
+{
+	struct rm *m = calloc(1, sizeof(*m));
+	int groups = 400;
+	const char *env = getenv("SLUICE_DEDUP_GROUPS");
+
+	(void)state;
+	if (env)
+		groups = atoi(env);
+	m->rng = tl_seed("dedup/model");
+	fx_init(&m->f, 64ull << 20, 1u << 20, 1);
+	for (int i = 0; i < RM_VOLS; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "v%d", i);
+		assert_int_equal(tl_vol_create(m->f.loop, m->f.pool, name, RM_BLOCKS * BS, i == 1), 0);
+		rm_new(m, name, false);
+	}
+	for (int g = 0; g < groups; g++) {
+		rm_group(m);
+		rm_verify(m, (int)tl_rand_below(&m->rng, (uint64_t)m->nobj));
+		if (g == groups / 4) {          /* a snapshot of v0, then a clone of it */
+			assert_int_equal(tl_snap_create(m->f.loop, m->f.pool, "v0", "s"), 0);
+			memcpy(rm_new(m, "v0@s", true)->val, m->o[0].val, sizeof(m->o[0].val));
+			assert_int_equal(tl_vol_clone(m->f.loop, m->f.pool, "v0@s", "c", false), 0);
+			memcpy(rm_new(m, "c", false)->val, m->o[0].val, sizeof(m->o[0].val));
+		}
+		if (g % 100 == 99) {
+			for (int i = 0; i < m->nobj; i++)
+				rm_verify(m, i);
+			rm_space(m);
+			rm_reopen(m, g % 200 == 199);
+		}
+	}
+	for (int i = 0; i < m->nobj; i++)
+		rm_verify(m, i);
+	rm_space(m);
+	m->refs += stats(m->f.pool).dedup_blocks;
+	m->rewrites += stats(m->f.pool).dedup_rewrites;
+	printf("dedup: model: %d groups, %" PRIu64 " blocks by reference, %" PRIu64
+	       " written again, %" PRIu64 " records replayed after power cuts, used %" PRIu64
+	       " KiB\n", groups, m->refs, m->rewrites, m->replayed,
+	       stats(m->f.pool).used_bytes >> 10);
+	assert_true(m->refs > 0);
+	assert_true(m->replayed > 0);
+	for (int i = 0; i < m->nobj; i++)
+		store_vol_close(m->o[i].v);
+	fx_fini(&m->f);
+	free(m);
+}
+
 /* ---- the setting, restarts ------------------------------------------------------- */
 
 static void test_setting_and_restart(void **state)
@@ -995,6 +1262,7 @@ int main(void)
 		cmocka_unit_test(test_delete_and_overwrite),
 		cmocka_unit_test(test_void_reference),
 		cmocka_unit_test(test_cleaner_moves_shared),
+		cmocka_unit_test(test_random_model),
 		cmocka_unit_test(test_setting_and_restart),
 		cmocka_unit_test(test_power_cuts),
 		cmocka_unit_test(test_figures),
