@@ -384,12 +384,19 @@ static void batch_submit(struct store_pool *p, struct batch *b)
 static size_t log_room(struct store_pool *p)
 {
 	size_t room = p->seg_bytes - p->cur_off;
-	/* a tail too small for a useful record is left empty; small segments
-	 * (tests) keep more records each */
-	size_t least = 2 * STORE_BLOCK + round4k(STORE_BATCH_MAX_BYTES / 64);
+	/* a segment is filled to its end: a batch that does not fit is cut
+	 * (one more record header) rather than leaving the tail empty, since
+	 * empty tails are space the cleaner cannot use (higher utilization,
+	 * more copies); only a tail without room for a header and a block
+	 * is left, or one too small for the next request if that one cannot
+	 * be cut (metadata, unmaps, copies: only writes can) */
+	const struct store_req *r = STAILQ_FIRST(&p->queue);
+	size_t least = 2 * STORE_BLOCK;         /* batch_pick's smallest record */
 
-	if (least > p->seg_bytes / 8)
-		least = p->seg_bytes / 8;
+	if (r && r->type != REQ_WRITE && r->type != REQ_FLUSH &&
+	    req_data_sectors(r) * STORE_SECTOR > STORE_BLOCK)
+		least = STORE_BLOCK + round4k(req_data_sectors(r) * STORE_SECTOR);
+
 	if (room < least) {
 		int rc = log_next_segment(p);
 
