@@ -15,6 +15,8 @@ struct cache_slot {
 	uint8_t  mask;                  /* valid sectors; 0: holds nothing */
 	uint8_t  ref;                   /* CLOCK: used since the hand passed */
 	bool     indexed;
+	bool     probation;             /* not read since it came in */
+	bool     in_fifo;
 };
 
 static uint64_t key_hash(uint64_t key)
@@ -22,9 +24,10 @@ static uint64_t key_hash(uint64_t key)
 	return (key * 0x9e3779b97f4a7c15ull) >> 17;
 }
 
-/* Per slot: its 4 KiB, its descriptor and, at worst, four index entries
- * (the index is the power of two at or above twice the slots). */
-#define SLOT_COST       (STORE_BLOCK + sizeof(struct cache_slot) + 4 * sizeof(uint32_t))
+/* Per slot: its 4 KiB, its descriptor, its place in the probation FIFO
+ * and, at worst, four index entries (the index is the power of two at or
+ * above twice the slots). */
+#define SLOT_COST       (STORE_BLOCK + sizeof(struct cache_slot) + 5 * sizeof(uint32_t))
 
 int store_cache_init(struct store_cache *c, uint64_t bytes)
 {
@@ -42,7 +45,8 @@ int store_cache_init(struct store_cache *c, uint64_t bytes)
 		c->data = NULL;
 	c->slot = calloc(n, sizeof(*c->slot));
 	c->index = calloc(isz, sizeof(*c->index));
-	if (!c->data || !c->slot || !c->index) {
+	c->fifo = calloc(n, sizeof(*c->fifo));
+	if (!c->data || !c->slot || !c->index || !c->fifo) {
 		store_cache_fini(c);
 		return -ENOMEM;
 	}
@@ -57,6 +61,7 @@ void store_cache_fini(struct store_cache *c)
 	free(c->data);
 	free(c->slot);
 	free(c->index);
+	free(c->fifo);
 	memset(c, 0, sizeof(*c));
 	c->free_head = CACHE_NONE;
 }
@@ -116,12 +121,75 @@ static void slot_forget(struct store_cache *c, uint32_t s)
 		index_remove(c, s);
 	if (sl->mask)
 		c->held--;
+	if (sl->probation)
+		c->probation--;
 	sl->mask = 0;
 	sl->ref = 0;
+	sl->probation = false;
 }
 
-/* A slot to reuse: a fresh one, a given-back one, else CLOCK's victim.
- * CACHE_NONE when every slot is pinned. */
+/* ---- probation: a FIFO of blocks not read since they came in ----------- */
+
+static void fifo_push(struct store_cache *c, uint32_t s)
+{
+	c->fifo[(c->fifo_head + c->fifo_len++) % c->nslots] = s;
+	c->slot[s].in_fifo = true;
+}
+
+static uint32_t fifo_pop(struct store_cache *c)
+{
+	uint32_t s = c->fifo[c->fifo_head];
+
+	c->fifo_head = (c->fifo_head + 1) % c->nslots;
+	c->fifo_len--;
+	c->slot[s].in_fifo = false;
+	return s;
+}
+
+/* The oldest block still on probation, forgotten; CACHE_NONE if none can
+ * go (each slot is in the FIFO at most once: it holds nslots). */
+static uint32_t fifo_evict(struct store_cache *c)
+{
+	for (uint32_t tries = c->fifo_len; tries > 0; tries--) {
+		uint32_t s = fifo_pop(c);
+
+		if (!c->slot[s].probation)
+			continue;       /* read again since: CLOCK keeps it now */
+		if (c->slot[s].pins) {
+			fifo_push(c, s);
+			continue;
+		}
+		slot_forget(c, s);
+		return s;
+	}
+	return CACHE_NONE;
+}
+
+/* CLOCK over the blocks read since they came in: two turns at most, the
+ * first clears every reference bit. */
+static uint32_t clock_evict(struct store_cache *c)
+{
+	for (uint64_t step = 0; step < 2ull * c->nslots; step++) {
+		uint32_t s = c->hand;
+		struct cache_slot *sl = &c->slot[s];
+
+		c->hand = c->hand + 1 == c->nslots ? 0 : c->hand + 1;
+		if (sl->pins || sl->probation)
+			continue;
+		if (sl->ref) {
+			sl->ref = 0;
+			continue;
+		}
+		slot_forget(c, s);
+		return s;
+	}
+	return CACHE_NONE;
+}
+
+/* A slot to reuse: a fresh one, a given-back one, else a victim: the
+ * oldest block on probation while they hold more than a quarter of the
+ * cache, else CLOCK's among the others (2Q's shape). CACHE_NONE when every
+ * slot is pinned. */
 static uint32_t slot_take(struct store_cache *c)
 {
 	uint32_t s;
@@ -133,23 +201,10 @@ static uint32_t slot_take(struct store_cache *c)
 		c->free_head = c->slot[s].next_free;
 		return s;
 	}
-	/* two turns at most: the first clears every reference bit */
-	for (uint64_t step = 0; step < 2ull * c->nslots; step++) {
-		struct cache_slot *sl;
-
-		s = c->hand;
-		c->hand = c->hand + 1 == c->nslots ? 0 : c->hand + 1;
-		sl = &c->slot[s];
-		if (sl->pins)
-			continue;
-		if (sl->ref) {
-			sl->ref = 0;
-			continue;
-		}
-		slot_forget(c, s);
+	if (c->probation > c->nslots / 4 && (s = fifo_evict(c)) != CACHE_NONE)
 		return s;
-	}
-	return CACHE_NONE;
+	s = clock_evict(c);
+	return s != CACHE_NONE ? s : fifo_evict(c);
 }
 
 static void slot_give_back(struct store_cache *c, uint32_t s)
@@ -169,6 +224,10 @@ const char *store_cache_lookup(struct store_cache *c, uint64_t key, uint8_t need
 	}
 	c->hits++;
 	c->slot[s].ref = 1;
+	if (c->slot[s].probation) {     /* read again: off probation */
+		c->slot[s].probation = false;
+		c->probation--;
+	}
 	return store_cache_slot_data(c, s);
 }
 
@@ -190,6 +249,10 @@ static uint32_t slot_for(struct store_cache *c, uint64_t key)
 		return s;
 	c->slot[s].key = key;
 	c->slot[s].ref = 0;
+	c->slot[s].probation = true;
+	c->probation++;
+	if (!c->slot[s].in_fifo)
+		fifo_push(c, s);
 	index_insert(c, s);
 	return s;
 }

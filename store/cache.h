@@ -20,11 +20,16 @@
  * through the address table only the sectors it was asked for, and a part
  * of a block the cleaner moved elsewhere, or that died, is not trusted.
  *
- * Bound: slots of 4 KiB, their descriptors and the index all fit in the
- * configured bytes. Replacement: CLOCK, O(1) amortised per access; new
- * entries start unreferenced, so a one-pass scan does not push out blocks
- * read twice. Index: open addressing with linear probing, at most half
- * full, backward-shift deletion.
+ * Bound: slots of 4 KiB, their descriptors, the FIFO and the index all fit
+ * in the configured bytes. Replacement, O(1) amortised per access, in 2Q's
+ * shape: a block comes in (a miss, a write) on probation, in a FIFO; read
+ * again, it joins the blocks CLOCK manages. Victims are the oldest on
+ * probation while those hold more than a quarter of the cache, else
+ * CLOCK's. A stream of writes or of one-time reads (an image import, a
+ * backup) so cycles through the probation quarter and leaves the blocks
+ * read twice alone, as the page cache's inactive list does. Index: open
+ * addressing with linear probing, at most half full, backward-shift
+ * deletion.
  *
  * Slots being filled by a device read are pinned: never evicted, never
  * served, never refilled until the read is done.
@@ -48,6 +53,9 @@ struct store_cache {
 	uint32_t           fresh;       /* slots never handed out yet: [fresh, nslots) */
 	uint32_t           free_head;   /* slots given back (failed fills) */
 	uint32_t           held;        /* slots holding valid sectors */
+	uint32_t           probation;   /* slots not read since they came in */
+	uint32_t          *fifo;        /* those, oldest first (a ring of nslots) */
+	uint32_t           fifo_head, fifo_len;
 	char              *data;        /* nslots * 4 KiB, 4 KiB aligned (O_DIRECT) */
 	struct cache_slot *slot;
 	uint32_t          *index;       /* slot + 1; 0: empty */

@@ -208,6 +208,31 @@ static void test_eviction_bound(void **state)
 	fx_fini(&f);
 }
 
+/* Blocks read again after they came in stay while writes of ten times the
+ * cache stream through it (an image import beside running desktops). */
+static void test_scan_resistance(void **state)
+{
+	struct fx f;
+	struct store_vol *v;
+	uint64_t h0;
+
+	(void)state;
+	fx_init(&f, "scan_resistance", 64ull << 20, 64 * 4200);    /* ~64 blocks */
+	assert_int_equal(tl_vol_create(f.loop, f.pool, "v", 2048 * SPB, true), 0);
+	v = vol_open(&f, "v");
+	write_tag(&f, v, 0, 16 * SPB, 5000);
+	expect_read(&f, v, 0, 16 * SPB, 5000);          /* hits: read again */
+	assert_int_equal(stats(&f).read_cache_hits, 16);
+	for (uint64_t b = 100; b < 100 + 640; b++)
+		write_tag(&f, v, b * SPB, SPB, 9000 + b * SPB);
+	h0 = stats(&f).read_cache_hits;
+	expect_read(&f, v, 0, 16 * SPB, 5000);
+	assert_int_equal(stats(&f).read_cache_hits - h0, 16);
+	assert_true(stats(&f).read_cache_bytes <= stats(&f).read_cache_capacity);
+	store_vol_close(v);
+	fx_fini(&f);
+}
+
 /* Overwrite, unmap, snapshot, rollback, delete and a name used again: a
  * cached block is never read for data that is no longer there. */
 static void test_invalidation(void **state)
@@ -493,6 +518,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hit_miss),
 		cmocka_unit_test(test_eviction_bound),
+		cmocka_unit_test(test_scan_resistance),
 		cmocka_unit_test(test_invalidation),
 		cmocka_unit_test(test_clones_share),
 		cmocka_unit_test(test_cleaner_move),
