@@ -18,6 +18,7 @@ struct addr_rec {
 	uint64_t         seq;
 	uint32_t         n, cap;
 	struct addr_run *run;
+	uint32_t         gen;           /* a running save's: written, or made since */
 };
 
 static uint64_t seq_hash(uint64_t seq)
@@ -90,8 +91,10 @@ static struct addr_rec *rec_get(struct store_addr *t, uint64_t seq, bool create)
 	if (!r)
 		return NULL;
 	r->seq = seq;
+	r->gen = t->sv.active ? t->sv.gen : 0;  /* not part of a running save */
 	*pp = r;
-	if (++t->nrecs > t->mask + 1)      /* chains of one: each link is a miss */
+	/* chains of one: each link is a miss; a running save walks buckets */
+	if (++t->nrecs > t->mask + 1 && !t->sv.active)
 		table_grow(t);
 	return r;
 }
@@ -104,6 +107,34 @@ static void rec_drop(struct store_addr *t, struct addr_rec *r)
 	t->nrecs--;
 	free(r->run);
 	free(r);
+}
+
+/* Writes r as a checkpoint saves it: seq, run count, runs. */
+static size_t rec_write(const struct addr_rec *r, char *buf)
+{
+	uint32_t hdr[2] = { r->n, 0 };
+	size_t off = 16;
+
+	memcpy(buf, &r->seq, 8);
+	memcpy(buf + 8, hdr, 8);
+	for (uint32_t i = 0; i < r->n; i++) {
+		uint16_t w[4] = { r->run[i].off, r->run[i].len, 0, 0 };
+
+		memcpy(buf + off, w, 8);
+		memcpy(buf + off + 8, &r->run[i].pba, 8);
+		off += 16;
+	}
+	return off;
+}
+
+/* r is about to change: a running save takes it first, as it is. */
+static void rec_keep(struct store_addr *t, struct addr_rec *r)
+{
+	if (!t->sv.active || r->gen == t->sv.gen)
+		return;
+	t->sv.len += rec_write(r, t->sv.buf + t->sv.len);
+	t->sv.recs++;
+	r->gen = t->sv.gen;
 }
 
 static int rec_room(struct addr_rec *r, uint32_t more)
@@ -205,6 +236,7 @@ int store_addr_add(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pba
 	r = rec_get(t, la >> ADDR_OFF_BITS, true);
 	if (!r)
 		return -ENOMEM;
+	rec_keep(t, r);
 	if (rec_room(r, 1)) {
 		if (r->n == 0)
 			rec_drop(t, r);         /* leave no empty record behind */
@@ -264,6 +296,7 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 		t->err = -EUCLEAN;
 		return;
 	}
+	rec_keep(t, r);
 	if (rec_room(r, 2)) {
 		t->err = -ENOMEM;
 		return;
@@ -322,6 +355,7 @@ void store_addr_move(struct store_addr *t, uint64_t la, uint64_t len, uint64_t f
 
 	if (!r)
 		return;                 /* all of it died */
+	rec_keep(t, r);
 	if (rec_room(r, 2)) {
 		t->err = -ENOMEM;
 		return;
@@ -441,6 +475,7 @@ uint64_t store_addr_prune(struct store_addr *t)
 			uint32_t out = 0;
 
 			next = r->next;
+			rec_keep(t, r);
 			for (uint32_t i = 0; i < r->n; i++) {
 				if (r->run[i].refs == 0) {
 					pruned += r->run[i].len;
@@ -468,23 +503,31 @@ size_t store_addr_save(const struct store_addr *t, char *buf)
 {
 	size_t off = 0;
 
-	for (uint64_t b = 0; b <= t->mask; b++) {
-		for (const struct addr_rec *r = t->bucket[b]; r; r = r->next) {
-			uint32_t hdr[2] = { r->n, 0 };
-
-			memcpy(buf + off, &r->seq, 8);
-			memcpy(buf + off + 8, hdr, 8);
-			off += 16;
-			for (uint32_t i = 0; i < r->n; i++) {
-				uint16_t w[4] = { r->run[i].off, r->run[i].len, 0, 0 };
-
-				memcpy(buf + off, w, 8);
-				memcpy(buf + off + 8, &r->run[i].pba, 8);
-				off += 16;
-			}
-		}
-	}
+	for (uint64_t b = 0; b <= t->mask; b++)
+		for (const struct addr_rec *r = t->bucket[b]; r; r = r->next)
+			off += rec_write(r, buf + off);
 	return off;
+}
+
+void store_addr_save_begin(struct store_addr *t, uint32_t gen, char *buf)
+{
+	t->sv = (struct addr_save){ .active = true, .gen = gen, .buf = buf,
+	                            .cap = store_addr_save_bytes(t) };
+}
+
+bool store_addr_save_some(struct store_addr *t, uint64_t max)
+{
+	for (; max > 0 && t->sv.bucket <= t->mask; max--, t->sv.bucket++)
+		for (struct addr_rec *r = t->bucket[t->sv.bucket]; r; r = r->next)
+			rec_keep(t, r);
+	return t->sv.bucket > t->mask;
+}
+
+void store_addr_save_end(struct store_addr *t)
+{
+	t->sv.active = false;
+	if (t->nrecs > t->mask + 1)
+		table_grow(t);
 }
 
 int store_addr_load(struct store_addr *t, const char *buf, size_t len, uint64_t count,

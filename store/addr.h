@@ -41,6 +41,21 @@ typedef bool addr_pba_ok_fn(void *arg, uint64_t pba, uint64_t len);
 
 struct addr_rec;
 
+/* A checkpoint's save of the table as it was at one moment, made a slice
+ * at a time while the table changes (store/ckpt.c): a record that existed
+ * then is written out before its first change, or by the slices, whichever
+ * comes first (its gen says it is done); records made since are not part
+ * of it. The table does not grow meanwhile, so the slices can go through
+ * it bucket by bucket. */
+struct addr_save {
+	bool      active;
+	uint32_t  gen;
+	char     *buf;                  /* store_addr_save_bytes() at the start */
+	size_t    len, cap;
+	uint64_t  recs;                 /* written */
+	uint64_t  bucket;               /* the slices' next */
+};
+
 struct store_addr {
 	struct addr_rec **bucket;
 	uint64_t          mask;
@@ -49,6 +64,7 @@ struct store_addr {
 	addr_live_fn     *live_fn;
 	void             *live_arg;
 	int               err;          /* sticky: a change found corruption or no memory */
+	struct addr_save  sv;
 };
 
 int  store_addr_init(struct store_addr *t, addr_live_fn *live, void *arg);
@@ -85,5 +101,13 @@ size_t store_addr_save_bytes(const struct store_addr *t);
 size_t store_addr_save(const struct store_addr *t, char *buf);
 int  store_addr_load(struct store_addr *t, const char *buf, size_t len, uint64_t count,
                      addr_pba_ok_fn *ok, void *arg, size_t *used);
+/* The same save as store_addr_save, of the table as it is now, into buf
+ * (store_addr_save_bytes() long) while the table goes on changing: begin,
+ * then some() until it returns true (at most max buckets a call), then
+ * end; t->sv.recs records were written. gen: a number not used by the
+ * save before. */
+void store_addr_save_begin(struct store_addr *t, uint32_t gen, char *buf);
+bool store_addr_save_some(struct store_addr *t, uint64_t max);
+void store_addr_save_end(struct store_addr *t);
 
 #endif

@@ -8,18 +8,60 @@
  * written to slot generation % 2 and flushed. Only then are the previous
  * checkpoint's segments and the segments that were dead at capture freed.
  *
+ * The loop is held only for what is small: the volume records and the
+ * metadata are copied at capture. The maps, which may be gigabytes of
+ * nodes, are frozen then (map.h: struct store_map_freeze) and the address
+ * table's save begun (addr.h: struct addr_save); both are saved a slice at
+ * a time from the loop's prepare and idle watchers while writes go on,
+ * copying the map nodes they change and saving the address records they
+ * change first. Then the payload is put together and summed, a slice at a
+ * time too. Each slice stops after
+ * store_ckpt_slice_ns, so no loop iteration waits on a checkpoint for
+ * longer.
+ *
  * A crash at any point leaves the previous root and everything it needs
  * intact: its payload and log tail are freed only after the new root is
  * durable. A root whose payload fails its CRC is skipped for the older one.
  */
 #include <errno.h>
+#include <isa-l/crc.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/internal.h"
 
+/* Of the loop's time, per slice; nodes saved between looks at the clock.
+ * Tests make both tiny to spread a small checkpoint over many slices. */
+uint64_t store_ckpt_slice_ns = 250000;
+unsigned store_ckpt_slice_nodes = 16;
+#define CKPT_CRC_STEP    (1u << 20)     /* bytes copied or summed between looks at the clock */
+#define CKPT_BUCKET_STEP 64             /* address buckets saved between looks at the clock */
+#define CKPT_REAP_STEP   256            /* retired nodes freed per slice */
+
+enum ckpt_phase { CKPT_SAVE, CKPT_COPY, CKPT_CRC, CKPT_WRITE };
+
 struct ckpt {
 	struct store_pool *p;
+	enum ckpt_phase    phase;
+	/* captured with the log still: position P and what is small */
+	uint64_t           log_seq;
+	uint32_t           log_seg, log_off, next_seg;
+	uint32_t           nvols, at;   /* volumes in the payload, the one being saved */
+	struct fmt_ckpt_vol *vols;      /* their records; roots as they are saved */
+	struct store_map_node **roots;  /* their maps' roots at capture (frozen) */
+	char              *tail;        /* address table and metadata, serialised */
+	size_t             tail_len, addr_len;
+	size_t             tail_at, tail_off; /* copied of it, where to in the payload */
+	uint64_t           n_addr_recs;
+	uint32_t           n_meta, next_vol_id;
+	struct store_map_saver sv;      /* writes the nodes into the payload */
+	size_t             crc_at;
+	uint32_t           crc;
+	ev_prepare         prep;        /* slices: every loop iteration ... */
+	ev_idle            idle;        /* ... and while the loop has nothing else */
+	/* the payload and its writing */
 	void              *payload;
 	size_t             bytes;       /* payload, before padding */
 	uint32_t           segs[FMT_ROOT_SEGS_MAX];
@@ -39,6 +81,14 @@ struct ckpt {
 
 /* ---- serialising ------------------------------------------------------------ */
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void ckpt_vol_record(const struct store_vol *v, uint32_t root, struct fmt_ckpt_vol *fv)
 {
 	memset(fv, 0, sizeof(*fv));
@@ -54,121 +104,200 @@ static void ckpt_vol_record(const struct store_vol *v, uint32_t root, struct fmt
 	memcpy(fv->name, v->name, strlen(v->name));
 }
 
-/* Serialises the volume table, maps, address table and metadata into a
- * fresh 4 KiB-aligned buffer. */
-static int ckpt_serialise(struct store_pool *p, void **out, size_t *bytes)
+/* Room for the address table in c->tail, then the metadata records. */
+static int ckpt_capture_tail(struct store_pool *p, struct ckpt *c)
 {
-	struct store_map_saver sv = { .gen = ++p->save_gen };
-	struct fmt_ckpt_hdr *h;
-	struct fmt_ckpt_vol *fv;
-	struct store_vol *v;
-	uint32_t *roots, n = 0;
-	size_t off, size;
-	char *buf;
-	int rc = 0;
+	size_t off;
 
-	roots = calloc(p->nvols + p->nsnaps + 1, sizeof(*roots));
-	if (!roots)
+	c->addr_len = store_addr_save_bytes(&p->addr);
+	c->tail_len = c->addr_len + p->meta_bytes;
+	c->tail = malloc(c->tail_len ? c->tail_len : 1);
+	if (!c->tail)
 		return -ENOMEM;
-	TAILQ_FOREACH(v, &p->vols, link) {
-		if (v->state == VOL_CREATING)
-			continue;       /* its record comes after P and is replayed */
-		rc = store_map_save(&sv, &v->map, &roots[n++]);
-		if (rc)
-			goto out;
-	}
-	size = sizeof(*h) + sv.len + n * sizeof(*fv) + store_addr_save_bytes(&p->addr) +
-	       p->meta_bytes;
-	buf = store_alloc_aligned((size + 4095) & ~(size_t)4095);
-	if (!buf) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	h = (struct fmt_ckpt_hdr *)buf;
-	memcpy(h->magic, FMT_CKPT_MAGIC, 8);
-	h->version = FMT_VERSION;
-	h->next_vol_id = p->next_vol_id;
-	h->n_nodes = sv.next_id;
-	h->n_vols = n;
-	h->n_addr_recs = p->addr.nrecs;
-	h->n_meta = p->nmeta;
-	off = sizeof(*h);
-	if (sv.len)     /* no nodes: no buffer */
-		memcpy(buf + off, sv.buf, sv.len);
-	off += sv.len;
-	n = 0;
-	TAILQ_FOREACH(v, &p->vols, link) {
-		if (v->state == VOL_CREATING)
-			continue;
-		ckpt_vol_record(v, roots[n++], (struct fmt_ckpt_vol *)(buf + off));
-		off += sizeof(*fv);
-	}
-	off += store_addr_save(&p->addr, buf + off);
+	off = c->addr_len;
 	for (uint32_t i = 0; i < p->nmeta; i++) {
 		const struct store_meta_ent *m = &p->meta[i];
 		struct fmt_ckpt_meta fm = { .key_len = (uint16_t)m->key_len,
 		                            .value_len = m->value_len };
 		size_t mn = store_meta_ckpt_bytes(m);
 
-		memset(buf + off, 0, mn);
-		memcpy(buf + off, &fm, sizeof(fm));
-		memcpy(buf + off + sizeof(fm), m->key, m->key_len);
-		memcpy(buf + off + sizeof(fm) + m->key_len, m->key + m->key_len + 1,
+		memset(c->tail + off, 0, mn);
+		memcpy(c->tail + off, &fm, sizeof(fm));
+		memcpy(c->tail + off + sizeof(fm), m->key, m->key_len);
+		memcpy(c->tail + off + sizeof(fm) + m->key_len, m->key + m->key_len + 1,
 		       m->value_len);
 		off += mn;
 	}
-	*out = buf;
-	*bytes = size;
-out:
-	free(sv.buf);
-	free(roots);
-	return rc;
+	c->n_addr_recs = p->addr.nrecs;
+	c->n_meta = p->nmeta;
+	return 0;
 }
 
-static void ckpt_fill_root(struct store_pool *p, struct fmt_root *r, uint64_t gen,
-                           const uint32_t *segs, uint32_t nsegs, const void *payload,
-                           size_t bytes)
+/* Takes what the checkpoint saves at log position P: freezes the maps and
+ * notes their roots, copies the rest. The payload buffer is sized for every
+ * node there is, so that the saver never moves it. */
+static int ckpt_capture(struct store_pool *p, struct ckpt *c)
+{
+	size_t nodes_cap = (size_t)p->map_nodes * MAP_NODE_BYTES, cap;
+	struct store_vol *v;
+	uint32_t n = 0;
+
+	TAILQ_FOREACH(v, &p->vols, link)
+		c->nvols += v->state != VOL_CREATING;   /* its record comes after P */
+	c->vols = calloc(c->nvols + 1, sizeof(*c->vols));
+	c->roots = calloc(c->nvols + 1, sizeof(*c->roots));
+	if (!c->vols || !c->roots || ckpt_capture_tail(p, c))
+		return -ENOMEM;
+	/* not zeroed (store_alloc_aligned would be, all of it at once): every
+	 * byte up to the padding is written before it is read */
+	cap = sizeof(struct fmt_ckpt_hdr) + nodes_cap + c->nvols * sizeof(*c->vols) + c->tail_len;
+	if (posix_memalign(&c->payload, 4096, (cap + 4095) & ~(size_t)4095))
+		return -ENOMEM;
+	c->sv = (struct store_map_saver){
+		.buf = (char *)c->payload + sizeof(struct fmt_ckpt_hdr), .cap = nodes_cap,
+		.fixed = true, .gen = ++p->save_gen,
+	};
+	store_map_freeze_begin(&p->map_freeze, c->sv.gen, &p->map_nodes);
+	store_addr_save_begin(&p->addr, c->sv.gen, c->tail);
+	TAILQ_FOREACH(v, &p->vols, link) {
+		store_map_freeze_join(&v->map, &p->map_freeze);
+		if (v->state == VOL_CREATING)
+			continue;
+		ckpt_vol_record(v, 0, &c->vols[n]);
+		c->roots[n++] = v->map.root;
+	}
+	c->next_vol_id = p->next_vol_id;
+	c->log_seq = p->last_seq;
+	c->log_seg = p->cur_seg;
+	c->log_off = p->cur_off;
+	c->next_seg = p->next_seg;
+	return 0;
+}
+
+/* Saves map nodes, then address records, until deadline (0: all). 1 when
+ * all is saved, 0 when time ran out first, or a negative errno. */
+static int ckpt_save_some(struct store_pool *p, struct ckpt *c, uint64_t deadline)
+{
+	while (c->at < c->nvols) {
+		unsigned budget = deadline ? store_ckpt_slice_nodes : UINT_MAX;
+		uint32_t id;
+		int rc = store_map_save_some(&c->sv, c->roots[c->at], &id, &budget);
+
+		if (rc < 0)
+			return rc == -EFBIG ? -EUCLEAN : rc;    /* more nodes than counted */
+		if (rc == 1) {
+			c->vols[c->at++].root = id;
+			continue;
+		}
+		if (mono_ns() >= deadline)
+			return 0;
+	}
+	while (!store_addr_save_some(&p->addr, deadline ? CKPT_BUCKET_STEP : UINT64_MAX))
+		if (mono_ns() >= deadline)
+			return 0;
+	return 1;
+}
+
+/* All is saved: the views may go, and the payload takes its final shape:
+ * header, nodes, volume records, then (copied by ckpt_copy_some) address
+ * table and metadata. */
+static int ckpt_seal(struct store_pool *p, struct ckpt *c)
+{
+	struct fmt_ckpt_hdr *h = c->payload;
+	char *at = (char *)c->payload + sizeof(*h) + c->sv.len;
+	size_t padded;
+
+	store_map_freeze_end(&p->map_freeze);
+	store_addr_save_end(&p->addr);
+	if (p->addr.sv.len != c->addr_len || p->addr.sv.recs != c->n_addr_recs)
+		return -EUCLEAN;        /* the table changed unseen: never written */
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, FMT_CKPT_MAGIC, 8);
+	h->version = FMT_VERSION;
+	h->next_vol_id = c->next_vol_id;
+	h->n_nodes = c->sv.next_id;
+	h->n_vols = c->nvols;
+	h->n_addr_recs = c->n_addr_recs;
+	h->n_meta = c->n_meta;
+	memcpy(at, c->vols, c->nvols * sizeof(*c->vols));
+	at += c->nvols * sizeof(*c->vols);
+	c->tail_off = (size_t)(at - (char *)c->payload);
+	c->bytes = c->tail_off + c->tail_len;
+	padded = (c->bytes + 4095) & ~(size_t)4095;
+	memset((char *)c->payload + c->bytes, 0, padded - c->bytes);
+	free(c->vols);
+	free(c->roots);
+	c->vols = NULL;
+	c->roots = NULL;
+	c->crc = 0xffffffffu;   /* store_crc's start */
+	return 0;
+}
+
+/* Copies the tail into the payload until deadline (0: all); true when
+ * done. */
+static bool ckpt_copy_some(struct ckpt *c, uint64_t deadline)
+{
+	while (c->tail_at < c->tail_len) {
+		size_t n = c->tail_len - c->tail_at < CKPT_CRC_STEP ? c->tail_len - c->tail_at
+		                                                     : CKPT_CRC_STEP;
+
+		memcpy((char *)c->payload + c->tail_off + c->tail_at, c->tail + c->tail_at, n);
+		c->tail_at += n;
+		if (deadline && mono_ns() >= deadline)
+			break;
+	}
+	return c->tail_at == c->tail_len;
+}
+
+/* Sums the payload until deadline (0: all); true when done. */
+static bool ckpt_crc_some(struct ckpt *c, uint64_t deadline)
+{
+	while (c->crc_at < c->bytes) {
+		size_t n = c->bytes - c->crc_at < CKPT_CRC_STEP ? c->bytes - c->crc_at : CKPT_CRC_STEP;
+
+		c->crc = crc32_iscsi((unsigned char *)c->payload + c->crc_at, (int)n, c->crc);
+		c->crc_at += n;
+		if (deadline && mono_ns() >= deadline)
+			break;
+	}
+	return c->crc_at == c->bytes;
+}
+
+static void ckpt_fill_root(struct store_pool *p, const struct ckpt *c, struct fmt_root *r,
+                           uint64_t gen)
 {
 	memset(r, 0, 4096);
 	memcpy(r->magic, FMT_ROOT_MAGIC, 8);
 	r->version = FMT_VERSION;
 	memcpy(r->uuid, p->uuid, 16);
 	r->generation = gen;
-	r->log_seq = p->last_seq;
-	r->log_seg = p->cur_seg;
-	r->log_off = p->cur_off;
-	r->next_seg = p->next_seg;
-	r->payload_segs = nsegs;
-	r->payload_bytes = bytes;
-	r->payload_crc = store_crc(payload, bytes);
-	memcpy(r->seg, segs, nsegs * sizeof(segs[0]));
+	r->log_seq = c->log_seq;
+	r->log_seg = c->log_seg;
+	r->log_off = c->log_off;
+	r->next_seg = c->next_seg;
+	r->payload_segs = c->nsegs;
+	r->payload_bytes = c->bytes;
+	r->payload_crc = c->crc;
+	memcpy(r->seg, c->segs, c->nsegs * sizeof(c->segs[0]));
 	r->crc = store_crc(r, 4096);
 }
 
-/* Serialises into a fresh padded buffer and allocates its segments. */
-static int ckpt_prepare(struct store_pool *p, void **payload, size_t *bytes,
-                        uint32_t *segs, uint32_t *nsegs)
+/* Segments for the sealed payload. */
+static int ckpt_alloc_segments(struct store_pool *p, struct ckpt *c)
 {
-	int rc = ckpt_serialise(p, payload, bytes);
-	uint64_t need;
+	uint64_t need = (c->bytes + p->seg_bytes - 1) / p->seg_bytes;
+	int rc;
 
-	if (rc)
-		return rc;
-	need = (*bytes + p->seg_bytes - 1) / p->seg_bytes;
-	if (need > FMT_ROOT_SEGS_MAX || need > p->free_segs) {
-		free(*payload);
+	if (need > FMT_ROOT_SEGS_MAX || need > p->free_segs)
 		return need > FMT_ROOT_SEGS_MAX ? -EFBIG : -ENOSPC;
-	}
-	*nsegs = 0;
-	while (*nsegs < need) {
-		rc = store_seg_alloc(p, SEG_CKPT, &segs[*nsegs]);
+	while (c->nsegs < need) {
+		rc = store_seg_alloc(p, SEG_CKPT, &c->segs[c->nsegs]);
 		if (rc) {       /* cannot happen after the check above; be safe */
-			while (*nsegs > 0)
-				store_seg_release(p, segs[--*nsegs]);
-			free(*payload);
+			while (c->nsegs > 0)
+				store_seg_release(p, c->segs[--c->nsegs]);
 			return rc;
 		}
-		(*nsegs)++;
+		c->nsegs++;
 	}
 	return 0;
 }
@@ -181,18 +310,36 @@ static void ckpt_adopt_segments(struct store_pool *p, const uint32_t *segs, uint
 	p->ckpt_nsegs = n;
 }
 
+/* Frees a checkpoint; its view ends and what it retired goes. */
+static void ckpt_free(struct store_pool *p, struct ckpt *c)
+{
+	if (ev_is_active(&c->prep)) {
+		ev_prepare_stop(p->loop, &c->prep);
+		ev_idle_stop(p->loop, &c->idle);
+	}
+	store_map_freeze_end(&p->map_freeze);
+	store_map_freeze_reap(&p->map_freeze, SIZE_MAX);
+	if (p->addr.sv.active && p->addr.sv.buf == c->tail)
+		store_addr_save_end(&p->addr);
+	free(c->tail);
+	free(c->vols);
+	free(c->roots);
+	free(c->payload);
+	free(c->dead);
+	free(c->root);
+	free(c);
+}
+
 /* ---- the first checkpoint of a new pool (synchronous) ----------------------- */
 
 int store_ckpt_format(struct store_pool *p)
 {
-	struct fmt_root *root = store_alloc_aligned(4096);
-	uint32_t segs[FMT_ROOT_SEGS_MAX], nsegs;
-	void *payload = NULL;
-	size_t bytes;
+	struct ckpt *c = calloc(1, sizeof(*c));
 	int rc = -ENOMEM;
 
-	if (!root)
-		return rc;
+	if (!c || !(c->root = store_alloc_aligned(4096)))
+		goto out;
+	c->p = p;
 	for (uint32_t s = 0; s < p->nsegs; s++)
 		p->segs[s].state = SEG_FREE;
 	p->free_segs = p->nsegs;
@@ -200,21 +347,26 @@ int store_ckpt_format(struct store_pool *p)
 	p->next_seq = 1;
 	if ((rc = store_seg_alloc(p, SEG_LOG, &p->cur_seg)) ||
 	    (rc = store_seg_alloc(p, SEG_LOG, &p->next_seg)) ||
-	    (rc = ckpt_prepare(p, &payload, &bytes, segs, &nsegs)))
+	    (rc = ckpt_capture(p, c)) || (rc = ckpt_save_some(p, c, 0)) < 0 ||
+	    (rc = ckpt_seal(p, c)))
 		goto out;
-	rc = p->be->ops->write_sync(p->be, payload, (bytes + 4095) & ~(size_t)4095,
-	                            FMT_DATA_OFF + (uint64_t)segs[0] * p->seg_bytes);
+	ckpt_copy_some(c, 0);
+	ckpt_crc_some(c, 0);
+	if ((rc = ckpt_alloc_segments(p, c)))
+		goto out;
+	rc = p->be->ops->write_sync(p->be, c->payload, (c->bytes + 4095) & ~(size_t)4095,
+	                            FMT_DATA_OFF + (uint64_t)c->segs[0] * p->seg_bytes);
 	if (rc)
 		goto out;
-	ckpt_fill_root(p, root, 1, segs, nsegs, payload, bytes);
-	rc = p->be->ops->write_sync(p->be, root, 4096, FMT_ROOT_OFF(1));
+	ckpt_fill_root(p, c, c->root, 1);
+	rc = p->be->ops->write_sync(p->be, c->root, 4096, FMT_ROOT_OFF(1));
 	if (rc == 0) {
 		p->ckpt_gen = 1;
-		ckpt_adopt_segments(p, segs, nsegs);
+		ckpt_adopt_segments(p, c->segs, c->nsegs);
 	}
 out:
-	free(payload);
-	free(root);
+	if (c)
+		ckpt_free(p, c);
 	return rc;
 }
 
@@ -250,13 +402,9 @@ static void ckpt_finish(struct ckpt *c)
 		store_req_complete(p, r, err);
 	}
 	p->ckpt = NULL;
-	free(c->payload);
-	free(c->dead);
-	free(c->root);
-	free(c);
+	ckpt_free(p, c);
 	store_log_kick(p);
 }
-
 static void ckpt_root_done(struct store_bio *b)
 {
 	struct ckpt *c = b->owner;
@@ -356,7 +504,80 @@ static void ckpt_submit_payload(struct store_pool *p, struct ckpt *c)
 	}
 }
 
-/* Called by the log with no batch in flight. */
+/* Ends a checkpoint that could not be written: its waiters hear why. */
+static void ckpt_fail(struct ckpt *c, int rc)
+{
+	c->err = rc;
+	ckpt_finish(c);
+}
+
+/* The payload is sealed and summed: into segments, then the root. */
+static void ckpt_write(struct store_pool *p, struct ckpt *c)
+{
+	int rc = ckpt_alloc_segments(p, c);
+
+	if (rc) {
+		ckpt_fail(c, rc);
+		return;
+	}
+	ckpt_fill_root(p, c, c->root, p->ckpt_gen + 1);
+	c->phase = CKPT_WRITE;
+	ckpt_submit_payload(p, c);
+}
+
+/* One slice of saving and summing, at most store_ckpt_slice_ns of the loop. */
+static void ckpt_slice(struct store_pool *p, struct ckpt *c)
+{
+	uint64_t deadline = mono_ns() + store_ckpt_slice_ns;
+	int rc;
+
+	if (c->phase == CKPT_SAVE) {
+		rc = ckpt_save_some(p, c, deadline);
+		if (rc == 1)
+			rc = ckpt_seal(p, c);
+		else if (rc == 0)
+			return;
+		if (rc) {
+			ckpt_fail(c, rc);
+			return;
+		}
+		c->phase = CKPT_COPY;
+		return;
+	}
+	/* the views have ended: what they kept goes, a little at a time */
+	store_map_freeze_reap(&p->map_freeze, CKPT_REAP_STEP);
+	if (c->phase == CKPT_COPY) {
+		if (!ckpt_copy_some(c, deadline))
+			return;
+		c->phase = CKPT_CRC;
+	}
+	if (!ckpt_crc_some(c, deadline))
+		return;
+	ev_prepare_stop(p->loop, &c->prep);
+	ev_idle_stop(p->loop, &c->idle);
+	ckpt_write(p, c);
+}
+
+static void ckpt_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct ckpt *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	ckpt_slice(c->p, c);
+}
+
+static void ckpt_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct ckpt *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	ckpt_slice(c->p, c);
+}
+
+/* Called by the log with no batch in flight: captures, and leaves the rest
+ * to the slices. */
 void store_ckpt_start(struct store_pool *p)
 {
 	struct ckpt *c = calloc(1, sizeof(*c));
@@ -370,21 +591,24 @@ void store_ckpt_start(struct store_pool *p)
 	c->p = p;
 	STAILQ_INIT(&c->waiters);
 	STAILQ_CONCAT(&c->waiters, &p->ckpt_waiters);
-	rc = ckpt_prepare(p, &c->payload, &c->bytes, c->segs, &c->nsegs);
+	rc = ckpt_capture(p, c);
 	if (rc)
 		goto fail;
 	ckpt_note_dead(p, c);
-	ckpt_fill_root(p, c->root, p->ckpt_gen + 1, c->segs, c->nsegs, c->payload, c->bytes);
 	p->log_bytes_since_ckpt = 0;
 	p->ckpt = c;
-	ckpt_submit_payload(p, c);
+	ev_prepare_init(&c->prep, ckpt_prepare_cb);
+	c->prep.data = c;
+	ev_idle_init(&c->idle, ckpt_idle_cb);
+	c->idle.data = c;
+	ev_prepare_start(p->loop, &c->prep);
+	ev_idle_start(p->loop, &c->idle);
 	return;
 fail:
 	store_pool_logf(p, STORE_LOG_WARN, "cannot start a checkpoint: %s", store_strerror(rc));
 	if (c) {
 		STAILQ_CONCAT(&p->ckpt_waiters, &c->waiters);
-		free(c->root);
-		free(c);
+		ckpt_free(p, c);
 	}
 	while (!STAILQ_EMPTY(&p->ckpt_waiters)) {
 		struct store_req *r = STAILQ_FIRST(&p->ckpt_waiters);
@@ -410,10 +634,7 @@ void store_ckpt_abandon(struct store_pool *p)
 		r->done(r->arg, STORE_EFAILED);
 		free(r);
 	}
-	free(c->payload);
-	free(c->dead);
-	free(c->root);
-	free(c);
+	ckpt_free(p, c);
 }
 
 void store_ckpt_request(struct store_pool *p, struct store_req *waiter)
@@ -625,12 +846,23 @@ static int ckpt_try_root(struct store_pool *p, const struct fmt_root *r)
 	return 0;
 }
 
+static bool ckpt_block_zero(const void *block)
+{
+	const uint64_t *w = block;
+
+	for (unsigned i = 0; i < 4096 / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
 /* Loads the newest root whose payload is whole into p; copies it to *out.
  * A pool always has one: the superblock is written after the first root. */
 int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
 {
 	struct fmt_root *r[2] = { store_alloc_aligned(4096), store_alloc_aligned(4096) };
 	int ok[2], rc = -ENOMEM, blank = 0;
+	bool never[2];          /* the slot was never written: all zeros */
 
 	if (!r[0] || !r[1])
 		goto out;
@@ -640,6 +872,7 @@ int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
 		ok[i] = p->be->ops->read_sync(p->be, r[i], 4096, FMT_ROOT_OFF(i));
 		if (ok[i] == 0 && memcmp(r[i]->magic, zero, 8) == 0)
 			blank++;
+		never[i] = ok[i] == 0 && ckpt_block_zero(r[i]);
 		if (ok[i] == 0)
 			ok[i] = ckpt_root_check(p, r[i]);
 	}
@@ -655,10 +888,16 @@ int store_ckpt_load(struct store_pool *p, struct fmt_root *out)
 			continue;
 		rc = ckpt_try_root(p, r[i]);
 		if (rc == 0) {
+			int o = 1 - i;
+
 			memcpy(out, r[i], 4096);
 			p->ckpt_seq = r[i]->log_seq;
-			p->ckpt_fell_back = pass == 1;
-			if (pass == 1)
+			/* the other slot holds a root, and not an older whole one: a
+			 * later checkpoint was written (a pool's first checkpoint
+			 * leaves one slot never written) */
+			p->ckpt_fell_back = !never[o] &&
+			                    !(ok[o] == 0 && r[o]->generation < r[i]->generation);
+			if (p->ckpt_fell_back)
 				store_pool_logf(p, STORE_LOG_WARN, "newest checkpoint is damaged; "
 				                "recovering from the one before");
 			break;

@@ -45,6 +45,12 @@
  *                 empty read cache: IOPS, hits, misses, hit rate and bytes
  *                 cached (the image once, not 500 times); then the same
  *                 with the cache off
+ *   ckptstall     how long checkpoints of a big map hold the loop: every
+ *                 4 KiB block of --fill-gib written once at random, then
+ *                 --seconds of random 4 KiB writes with a checkpoint a
+ *                 second; the longest loop iteration (wall and the loop
+ *                 thread's CPU) and write latency, during checkpoints and
+ *                 not (only run when named: --test ckptstall)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -96,7 +102,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	"usage: store-bench --test randwrite4k|randwrite64k|mapmem|recovery|snapshots|\n"
-	"                          clones|snapcreate|cleaner|cloneread|all\n"
+	"                          clones|snapcreate|cleaner|cloneread|ckptstall|all\n"
 	"                   [--engine uring|threads|auto] [--dir D] [--seconds S]\n"
 	"                   [--warmup S] [--vols N] [--qd N] [--vol-mib M]\n"
 	"                   [--pool-gib G] [--seq-gib G] [--seq-kib K] [--rand-gib G]\n"
@@ -453,6 +459,7 @@ struct load {
 	uint64_t           acked, acked_bytes, errors;
 	int                first_err;
 	double             lat_sum;           /* seconds, over acked writes */
+	double             lat_max;           /* the longest, since it was last reset */
 	struct slot       *slots;
 	char              *bufs;
 };
@@ -516,6 +523,8 @@ static void slot_done(void *arg, int err)
 	ld->acked++;
 	ld->acked_bytes += ld->bs;
 	ld->lat_sum += now() - s->t0;
+	if (now() - s->t0 > ld->lat_max)
+		ld->lat_max = now() - s->t0;
 	if (ld->limit_bytes && ld->acked_bytes >= ld->limit_bytes)
 		ld->stopping = true;
 	slot_issue(s);
@@ -947,6 +956,207 @@ static void test_recovery(const struct opts *o, const char *dir)
 	r.open_s = timed_open(&b, &r.open_cpu);
 	store_pool_get_stats(b.pool, &r.restarted);
 	recovery_print(o, &r);
+	bench_fini(&b);
+}
+
+/* ---- ckptstall ------------------------------------------------------------ */
+
+/* How long a checkpoint of a big map holds the loop. Every 4 KiB block of
+ * --fill-gib (over --vols volumes) is written once in random order: about
+ * as many extents as blocks. Then --seconds of random 4 KiB writes over
+ * them, with a checkpoint started every second (when the one before is
+ * done). A loop iteration is the time from the loop waking from its poll
+ * to its going back to it: nothing else runs on the loop meanwhile. Its
+ * longest, in wall time and in the loop thread's CPU time (which the
+ * machine's other load does not inflate), and the longest write latency
+ * are printed for the spans of the checkpoints and for the rest; and how
+ * long the checkpoints took. */
+struct stall_max {
+	double iter, iter_cpu, lat;
+};
+
+struct stall {
+	struct store_pool *pool;
+	struct load       *ld;
+	ev_prepare         prep;
+	ev_check           chk;
+	ev_timer           every;
+	double             woke, woke_cpu;
+	struct stall_max   ckpt, other;    /* during checkpoints, and not */
+	double             ckpt_t0, ckpt_max, ckpt_sum;
+	unsigned           ckpts;
+	int                ckpt_err;
+	bool               in_ckpt;
+};
+
+/* CPU seconds of this thread: a loop iteration's own work, whatever else
+ * the machine runs meanwhile. */
+static double thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void stall_max_set(double *max, double v)
+{
+	if (v > *max)
+		*max = v;
+}
+
+/* The writes' longest latency so far goes to the span that ends. */
+static void stall_span_end(struct stall *st)
+{
+	stall_max_set(st->in_ckpt ? &st->ckpt.lat : &st->other.lat, st->ld->lat_max);
+	st->ld->lat_max = 0;
+}
+
+static void stall_ckpt_done(void *arg, int err)
+{
+	struct stall *st = arg;
+	double d = now() - st->ckpt_t0;
+
+	stall_span_end(st);
+	st->in_ckpt = false;
+	if (err && !st->ckpt_err)
+		st->ckpt_err = err;
+	st->ckpts++;
+	st->ckpt_sum += d;
+	stall_max_set(&st->ckpt_max, d);
+}
+
+static void stall_every_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct stall *st = t->data;
+
+	(void)loop;
+	(void)revents;
+	if (st->in_ckpt || st->ld->stopping)
+		return;
+	stall_span_end(st);
+	st->in_ckpt = true;
+	st->ckpt_t0 = now();
+	store_pool_checkpoint(st->pool, stall_ckpt_done, st);
+}
+
+static void stall_check_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct stall *st = w->data;
+
+	(void)loop;
+	(void)revents;
+	st->woke = now();
+	st->woke_cpu = thread_cpu();
+}
+
+static void stall_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct stall *st = w->data;
+	struct stall_max *m = st->in_ckpt ? &st->ckpt : &st->other;
+
+	(void)loop;
+	(void)revents;
+	if (st->woke == 0)
+		return;
+	stall_max_set(&m->iter, now() - st->woke);
+	stall_max_set(&m->iter_cpu, thread_cpu() - st->woke_cpu);
+}
+
+static void stall_stop_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	((struct load *)t->data)->stopping = true;
+}
+
+static void stall_watch(struct stall *st, struct ev_loop *loop, bool on)
+{
+	if (!on) {
+		ev_timer_stop(loop, &st->every);
+		ev_prepare_stop(loop, &st->prep);
+		ev_check_stop(loop, &st->chk);
+		return;
+	}
+	ev_check_init(&st->chk, stall_check_cb);
+	ev_set_priority(&st->chk, EV_MAXPRI);   /* first after the poll */
+	st->chk.data = st;
+	ev_prepare_init(&st->prep, stall_prepare_cb);
+	ev_set_priority(&st->prep, EV_MINPRI);  /* last before it */
+	st->prep.data = st;
+	ev_timer_init(&st->every, stall_every_cb, 1.0, 1.0);
+	st->every.data = st;
+	ev_check_start(loop, &st->chk);
+	ev_prepare_start(loop, &st->prep);
+	ev_timer_start(loop, &st->every);
+}
+
+static void stall_print(const struct opts *o, const struct stall *st,
+                        const struct store_pool_stats *s1, uint64_t acked, double secs)
+{
+	struct out out;
+
+	out_begin(&out, o->json, "ckptstall", s1->engine);
+	out_num(&out, "extents", (double)s1->map_extents, 0);
+	out_num(&out, "map_mib", s1->map_bytes / (double)MIB, 1);
+	out_num(&out, "seconds", secs, 2);
+	out_num(&out, "iops", acked / secs, 0);
+	out_num(&out, "checkpoints", st->ckpts, 0);
+	out_num(&out, "ckpt_s_avg", st->ckpts ? st->ckpt_sum / st->ckpts : 0, 3);
+	out_num(&out, "ckpt_s_max", st->ckpt_max, 3);
+	out_num(&out, "iter_max_ckpt_ms", st->ckpt.iter * 1e3, 2);
+	out_num(&out, "iter_max_other_ms", st->other.iter * 1e3, 2);
+	out_num(&out, "iter_cpu_max_ckpt_ms", st->ckpt.iter_cpu * 1e3, 2);
+	out_num(&out, "iter_cpu_max_other_ms", st->other.iter_cpu * 1e3, 2);
+	out_num(&out, "write_lat_max_ckpt_ms", st->ckpt.lat * 1e3, 2);
+	out_num(&out, "write_lat_max_other_ms", st->other.lat * 1e3, 2);
+	out_end(&out);
+}
+
+static void test_ckptstall(const struct opts *o, const char *dir)
+{
+	uint64_t vol_bytes = ((uint64_t)(o->fill_gib * GIB) / o->vols) & ~(MIB - 1);
+	struct stall st = { 0 };
+	struct store_pool_stats s1;
+	struct bench b;
+	struct load ld;
+	ev_timer stop;
+	double t0;
+
+	bench_init(&b, o, dir, "ckptstall", o->pool_gib ? o->pool_gib : 2 * o->fill_gib + 8);
+	b.ckpt_secs = 1u << 30;         /* only the bench's checkpoints */
+	b.ckpt_log_bytes = 1ull << 50;
+	bench_open_or_die(&b);
+	bench_vols_create(&b, "c", o->vols, vol_bytes);
+	load_init(&ld, &b, 4096, PAT_PERM, vol_bytes);
+	load_make_perm(&ld);
+	load_run(&ld, b.loop, false);
+	load_check(&ld, "the random fill");
+	load_fini(&ld);
+	if (tl_checkpoint(b.loop, b.pool))
+		die("the checkpoint after the fill", -EIO);
+
+	load_init(&ld, &b, 4096, PAT_RANDOM, vol_bytes);
+	st.pool = b.pool;
+	st.ld = &ld;
+	ev_now_update(b.loop);
+	stall_watch(&st, b.loop, true);
+	ev_timer_init(&stop, stall_stop_cb, o->seconds, 0);
+	stop.data = &ld;
+	ev_timer_start(b.loop, &stop);
+	t0 = now();
+	load_run(&ld, b.loop, false);
+	while (st.in_ckpt)
+		ev_run(b.loop, EVRUN_ONCE);
+	stall_span_end(&st);
+	stall_watch(&st, b.loop, false);
+	ev_timer_stop(b.loop, &stop);
+	load_check(&ld, "timed writes");
+	if (st.ckpt_err)
+		die("a checkpoint in the window", st.ckpt_err);
+	store_pool_get_stats(b.pool, &s1);
+	stall_print(o, &st, &s1, ld.acked, now() - t0);
+	load_fini(&ld);
 	bench_fini(&b);
 }
 
@@ -1465,7 +1675,7 @@ int main(int argc, char **argv)
 	if (!want(&o, "randwrite4k") && !want(&o, "randwrite64k") &&
 	    !want(&o, "mapmem") && !want(&o, "recovery") && !want(&o, "snapshots") &&
 	    !want(&o, "clones") && !want(&o, "snapcreate") && !want(&o, "cleaner") &&
-	    !want(&o, "cloneread")) {
+	    !want(&o, "cloneread") && strcmp(o.test, "ckptstall")) {
 		usage(stderr);
 		return 2;
 	}
@@ -1488,5 +1698,7 @@ int main(int argc, char **argv)
 		test_cleaner(&o, dir);
 	if (want(&o, "cloneread"))
 		test_cloneread(&o, dir);
+	if (!strcmp(o.test, "ckptstall"))
+		test_ckptstall(&o, dir);
 	return 0;
 }

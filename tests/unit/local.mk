@@ -61,3 +61,8 @@ check_PROGRAMS += tests/unit/test_dedup
 tests_unit_test_dedup_SOURCES = %reldir%/test_dedup.c
 tests_unit_test_dedup_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_dedup_LDADD = $(SL_TEST_LIBS)
+
+check_PROGRAMS += tests/unit/test_ckpt
+tests_unit_test_ckpt_SOURCES = %reldir%/test_ckpt.c
+tests_unit_test_ckpt_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_ckpt_LDADD = $(SL_TEST_LIBS)

@@ -407,6 +407,120 @@ static int stop_at_first(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 	return -5;
 }
 
+/* ---- a checkpoint's save, a slice at a time -------------------------------- */
+
+struct saved_rec {
+	uint64_t    seq;
+	const char *at;
+	size_t      len;
+};
+
+static int saved_cmp(const void *a, const void *b)
+{
+	const struct saved_rec *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The records of a saved table, by seq. */
+static struct saved_rec *saved_parse(const char *buf, size_t len, uint64_t *n)
+{
+	struct saved_rec *v = NULL;
+	size_t off = 0;
+
+	*n = 0;
+	while (off < len) {
+		uint32_t hdr[2];
+
+		v = realloc(v, (*n + 1) * sizeof(*v));
+		assert_non_null(v);
+		memcpy(&v[*n].seq, buf + off, 8);
+		memcpy(hdr, buf + off + 8, 8);
+		v[*n].at = buf + off;
+		v[*n].len = 16 + 16 * (size_t)hdr[0];
+		off += v[(*n)++].len;
+	}
+	assert_int_equal(off, len);
+	qsort(v, *n, sizeof(*v), saved_cmp);
+	return v;
+}
+
+/* A save begun at one moment and made a few buckets at a time while runs
+ * die, split, merge and move and new records come (more than the table's
+ * buckets: it must not grow meanwhile), holds exactly the table of that
+ * moment; the table grows once the save ends. */
+static void test_addr_save_while_changing(void **state)
+{
+	uint64_t rng = tl_seed("test_addr_save_while_changing"), na, nb, mask, seq = 2000;
+	struct saved_rec *ra, *rb;
+	struct store_addr t;
+	size_t len;
+	char *a, *b;
+	unsigned changes = 0;
+
+	(void)state;
+	assert_int_equal(store_addr_init(&t, NULL, NULL), 0);
+	for (uint64_t s = 1; s <= 1000; s++) {
+		for (uint64_t off = 0; off < 64; off += 16) {
+			assert_int_equal(store_addr_add(&t, addr_la(s, off), 16, s * 100 + off), 0);
+			store_addr_ref(&t, addr_la(s, off), 16, +1);
+		}
+	}
+	len = store_addr_save_bytes(&t);
+	a = malloc(len);
+	b = malloc(len);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(store_addr_save(&t, a), len);
+	mask = t.mask;
+	store_addr_save_begin(&t, 5, b);
+	while (!store_addr_save_some(&t, 1 + tl_rand_below(&rng, 3))) {
+		for (int k = (int)tl_rand_below(&rng, 6); k > 0; k--, changes++) {
+			uint64_t la = addr_la(1 + tl_rand_below(&rng, 1000), tl_rand_below(&rng, 60));
+
+			switch (tl_rand_below(&rng, 4)) {
+			case 0:         /* a death, or a death of what is dead: err */
+				store_addr_ref(&t, la, 1 + tl_rand_below(&rng, 4), -1);
+				t.err = 0;
+				break;
+			case 1:         /* a split and a merge */
+				store_addr_ref(&t, la, 2, +1);
+				store_addr_ref(&t, la, 2, -1);
+				t.err = 0;
+				break;
+			case 2:
+				store_addr_move(&t, la & ~15ull, 16, 0, 1u << 30);
+				break;
+			default:        /* data written since */
+				assert_int_equal(store_addr_add(&t, addr_la(seq, 0), 8, seq), 0);
+				store_addr_ref(&t, addr_la(seq++, 0), 8, +1);
+				break;
+			}
+		}
+	}
+	assert_true(t.mask == mask);
+	assert_true(t.nrecs > t.mask + 1);
+	assert_int_equal(t.sv.len, len);
+	assert_int_equal(t.sv.recs, 1000);
+	store_addr_save_end(&t);
+	assert_true(t.mask > mask);
+	ra = saved_parse(a, len, &na);
+	rb = saved_parse(b, len, &nb);
+	assert_int_equal(na, nb);
+	for (uint64_t i = 0; i < na; i++) {
+		assert_int_equal(ra[i].seq, rb[i].seq);
+		assert_int_equal(ra[i].len, rb[i].len);
+		assert_memory_equal(ra[i].at, rb[i].at, ra[i].len);
+	}
+	printf("test_addr_save_while_changing: %u changes during the save\n", changes);
+	assert_true(changes > 500);
+	free(ra);
+	free(rb);
+	free(a);
+	free(b);
+	store_addr_fini(&t);
+}
+
 /* Moving data changes where a log address is, only where it still is
  * where the cleaner copied it from, and the live callback follows it. */
 static void test_addr_move(void **state)
@@ -1329,6 +1443,7 @@ int main(void)
 		cmocka_unit_test(test_addr_add_visit),
 		cmocka_unit_test(test_addr_ref_splits_and_merges),
 		cmocka_unit_test(test_addr_ref_punch),
+		cmocka_unit_test(test_addr_save_while_changing),
 		cmocka_unit_test(test_addr_merge_needs_contiguous_pba),
 		cmocka_unit_test(test_addr_ref_errors),
 		cmocka_unit_test(test_addr_move),
