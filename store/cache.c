@@ -38,7 +38,7 @@ int store_cache_init(struct store_cache *c, uint64_t bytes)
 	if (n == 0)
 		return 0;
 	if (n > UINT32_MAX / 4)
-		n = UINT32_MAX / 4;
+		return -ENOMEM;         /* past 4 TiB: more than slot numbers reach */
 	while (isz < 2 * n)
 		isz *= 2;
 	if (posix_memalign((void **)&c->data, STORE_BLOCK, n * STORE_BLOCK))

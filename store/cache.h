@@ -63,7 +63,8 @@ struct store_cache {
 	uint64_t           hits, misses; /* 4 KiB blocks asked for */
 };
 
-/* A cache of at most bytes (0: none). 0 or -ENOMEM. */
+/* A cache of at most bytes (0: none). 0, or -ENOMEM (also past 4 TiB);
+ * on failure c is a cache that is off. */
 int  store_cache_init(struct store_cache *c, uint64_t bytes);
 void store_cache_fini(struct store_cache *c);
 

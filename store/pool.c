@@ -284,9 +284,12 @@ int store_pool_open(struct ev_loop *loop, const struct store_pool_opts *o,
 	STAILQ_INIT(&p->deferred);
 	STAILQ_INIT(&p->ckpt_waiters);
 	p->next_vol_id = 1;
-	rc = store_cache_init(&p->cache, o->read_cache_bytes);
-	if (rc == 0)
-		rc = pool_open_backend(p, o);
+	/* a cache is worth having, not worth refusing to serve for */
+	if (store_cache_init(&p->cache, o->read_cache_bytes))
+		store_pool_logf(p, STORE_LOG_WARN, "no memory for a read cache of %llu "
+		                "bytes: reads go through the page cache",
+		                (unsigned long long)o->read_cache_bytes);
+	rc = pool_open_backend(p, o);
 	if (rc)
 		goto fail_free;
 	rc = pool_load(p, o);

@@ -233,6 +233,25 @@ static void test_scan_resistance(void **state)
 	fx_fini(&f);
 }
 
+/* A cache that cannot be had (here: past what it can index) does not keep
+ * the pool from opening: it serves without one. */
+static void test_no_memory(void **state)
+{
+	struct fx f;
+	struct store_vol *v;
+
+	(void)state;
+	fx_init(&f, "no_memory", 64ull << 20, 1ull << 62);
+	assert_int_equal(stats(&f).read_cache_capacity, 0);
+	assert_int_equal(tl_vol_create(f.loop, f.pool, "v", 4096, false), 0);
+	v = vol_open(&f, "v");
+	write_tag(&f, v, 0, 4 * SPB, 11);
+	expect_read(&f, v, 0, 4 * SPB, 11);
+	assert_int_equal(stats(&f).read_cache_hits + stats(&f).read_cache_misses, 0);
+	store_vol_close(v);
+	fx_fini(&f);
+}
+
 /* Overwrite, unmap, snapshot, rollback, delete and a name used again: a
  * cached block is never read for data that is no longer there. */
 static void test_invalidation(void **state)
@@ -519,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_hit_miss),
 		cmocka_unit_test(test_eviction_bound),
 		cmocka_unit_test(test_scan_resistance),
+		cmocka_unit_test(test_no_memory),
 		cmocka_unit_test(test_invalidation),
 		cmocka_unit_test(test_clones_share),
 		cmocka_unit_test(test_cleaner_move),
