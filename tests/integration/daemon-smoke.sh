@@ -196,6 +196,12 @@ config_test() {
 	status=$?
 	expect_exit 2 "wrong config type" "$log" '"pool_size" must be an integer'
 
+	printf '{"read_cache_size": -1}\n' >"$work/cache.json"
+	"$SLUICED" --foreground --config "$work/cache.json" --data-dir "$dir" \
+		>"$log" 2>&1
+	status=$?
+	expect_exit 2 "negative read_cache_size" "$log" '"read_cache_size": -1 is out of range'
+
 	"$SLUICED" --foreground --data-dir "$dir" --iscsi-listen '::1:3260' \
 		>"$log" 2>&1
 	status=$?
