@@ -18,11 +18,13 @@
  *
  * A write, block by block: hash (CRC-64 from ISA-L, which the store already
  * uses: any hash does, since a hit is only a candidate) and look up. On a
- * hit whose data is still held, read the candidate from the device (async;
- * the segment's reader count keeps it in place while the cleaner works) and
- * compare all 4096 bytes; only equal bytes make the block a reference. The
- * request waits at the queue's head while it compares, so the log's order
- * is the order of submission, as without dedup.
+ * hit whose data is still held, take the candidate from the read cache or
+ * read it from the device (async; the segment's reader count keeps it in
+ * place while the cleaner works; candidates that follow each other in one
+ * record are read at once) and compare all 4096 bytes; only equal bytes
+ * make the block a reference. The request waits at the queue's head while
+ * it compares, so the log's order is the order of submission, as without
+ * dedup.
  *
  * Durability: a block that references is a REF entry (format.h) in the same
  * record stream as data, so it is acknowledged exactly when a WRITE in its
@@ -234,6 +236,7 @@ static void cmp_finish(struct store_pool *p, struct dedup_cmp *c)
 	free(c->mine);
 	free(c->theirs);
 	free(c);
+	/* the submitter holds one count until r is queued: never inline */
 	if (--dr->waiting > 0)
 		return;
 	/* the queue may have failed r while it compared (log_fail_queue) */
@@ -298,6 +301,25 @@ static int cmp_read_piece(void *arg, uint64_t la, uint64_t len, uint64_t pba)
 	return 0;
 }
 
+/* The candidates from the read cache, when it holds them all: no device
+ * read. The cache is keyed by 4 KiB of log address space, so only
+ * candidates that start one can be found there. */
+static bool cmp_cached(struct store_pool *p, uint64_t la, uint32_t n, uint8_t *dst)
+{
+	if (!store_cache_on(&p->cache) || la % BLK_SECTORS)
+		return false;
+	for (uint32_t k = 0; k < n; k++) {
+		const char *b = store_cache_lookup(&p->cache,
+		                                   store_cache_key(la + (uint64_t)k * BLK_SECTORS),
+		                                   0xff);
+
+		if (!b)
+			return false;
+		memcpy(dst + (size_t)k * STORE_BLOCK, b, STORE_BLOCK);
+	}
+	return true;
+}
+
 /* Starts comparing blocks [blk, blk + n) of r with the data from la on;
  * blocks without a compare under way are written. */
 static void cmp_start(struct store_pool *p, struct store_req *r, uint32_t blk, uint32_t n,
@@ -317,18 +339,20 @@ static void cmp_start(struct store_pool *p, struct store_req *r, uint32_t blk, u
 	c->req = r;
 	c->blk = blk;
 	c->n = n;
+	for (uint32_t k = 0; k < n; k++)
+		r->dd->la[blk + k] = la + (uint64_t)k * BLK_SECTORS;
+	r->dd->waiting++;
+	if (cmp_cached(p, la, n, c->theirs)) {
+		cmp_finish(p, c);
+		return;
+	}
 	c->reads = 1;                   /* held while the pieces are submitted */
 	if (store_addr_visit(&p->addr, la, (uint64_t)n * BLK_SECTORS, cmp_read_piece, &cv))
 		c->err = -EIO;          /* a piece could not go: no reference */
 	if (--c->reads == 0) {          /* none went out */
-		free(c->mine);
-		free(c->theirs);
-		free(c);
-		return;
+		c->err = -EIO;
+		cmp_finish(p, c);
 	}
-	for (uint32_t k = 0; k < n; k++)
-		r->dd->la[blk + k] = la + (uint64_t)k * BLK_SECTORS;
-	r->dd->waiting++;
 }
 
 /* Blocks from i on whose candidates follow cand[i] in its record: one read. */
@@ -365,6 +389,8 @@ bool store_dedup_write(struct store_pool *p, struct store_req *r)
 		return false;
 	}
 	r->dd = dr;
+	dr->waiting = 1;                /* ours until r is queued */
+	r->pieces = 1;                  /* the compares hold r; completions are never inline */
 	/* candidates first (in la[]), then one compare per run of them */
 	for (uint32_t i = 0; i < dr->nblk; i++) {
 		store_iov_to_buf(r->iov, r->iovcnt, (size_t)i * STORE_BLOCK, d->scratch,
@@ -383,8 +409,8 @@ bool store_dedup_write(struct store_pool *p, struct store_req *r)
 		if (la != NONE)
 			cmp_start(p, r, i, n, la);
 	}
-	if (dr->waiting)
-		r->pieces = 1;          /* the compares hold it; completions are never inline */
+	if (--dr->waiting == 0)
+		r->pieces = 0;          /* nothing to wait for: the log seals it as it comes */
 	store_log_enqueue(p, r);
 	return true;
 }
@@ -519,7 +545,9 @@ void store_dedup_applied(struct store_pool *p, struct store_req *r,
 	uint32_t b = (uint32_t)((e->lba - r->lba) / BLK_SECTORS);
 
 	if (e->type == FMT_ENT_REF) {
-		if (la_held(p, fmt_ref_la(e))) {
+		/* applied iff all of it is held now: a void REF changed nothing, and
+		 * one part of it that died is enough to void all of it */
+		if (store_dedup_held(p, fmt_ref_la(e), e->sectors)) {
 			p->st.dedup_blocks += e->sectors / BLK_SECTORS;
 		} else {
 			p->st.dedup_rewrites += e->sectors / BLK_SECTORS;

@@ -3,14 +3,18 @@
  * What a user relies on: with dedup on, the same 4 KiB written to many
  * volumes is stored once (pool used bytes), every volume reads back exactly
  * what it wrote, whatever the hash says (a forced collision never returns
- * another block's bytes), through deletes, overwrites, the cleaner moving
- * the shared data, restarts (the index starts empty, the setting stays) and
- * power cuts at any point (the crash backend: every acknowledged write is
- * there, nothing else shows but a write issued after it). Unaligned writes
- * bypass dedup. Off is the default.
+ * another block's bytes), comparing with the device or with the read
+ * cache's copy, through deletes, overwrites, a random run against a model
+ * with snapshots, clones and copies, the cleaner moving the shared data,
+ * restarts (the index starts empty, the setting stays) and power cuts at
+ * any point (the crash backend: every acknowledged write is there, nothing
+ * else shows but a write issued after it). Unaligned writes bypass dedup.
+ * Off is the default.
  *
  * Random data and the cleaner's workload print their seed (SLUICE_SEED
- * replays). SLUICE_DEDUP_FIGURES=1 also prints the figures: pool used bytes
+ * replays; SLUICE_DEDUP_TRACE prints the model's operations, and
+ * SLUICE_DEDUP_GROUPS sets its length). SLUICE_DEDUP_FIGURES=1 also prints
+ * the figures: pool used bytes
  * for 100 volumes written with the same 64 MiB image, dedup on and off, and
  * 4 KiB random-write IOPS on unique data, dedup on and off.
  */
@@ -40,13 +44,16 @@ struct fx {
 	uint64_t           pool_bytes;
 	uint32_t           seg_bytes;
 	int                dedup;
+	uint64_t           cache;           /* read cache bytes: compares find data there */
 };
+
+static uint64_t cache_bytes;            /* what fx_init gives the next pool */
 
 static int fx_open(struct fx *f)
 {
 	struct store_pool_opts o = {
 		.path = f->path, .create_bytes = f->pool_bytes, .segment_bytes = f->seg_bytes,
-		.log = tl_log, .dedup = f->dedup,
+		.log = tl_log, .dedup = f->dedup, .read_cache_bytes = f->cache,
 	};
 
 	return store_pool_open(f->loop, &o, &f->pool);
@@ -61,6 +68,7 @@ static void fx_init(struct fx *f, uint64_t pool_bytes, uint32_t seg_bytes, int d
 	f->pool_bytes = pool_bytes;
 	f->seg_bytes = seg_bytes;
 	f->dedup = dedup;
+	f->cache = cache_bytes;
 	snprintf(f->path, sizeof(f->path), "%s/dedup-%d", tl_scratch_dir(), n++);
 	assert_int_equal(fx_open(f), 0);
 }
@@ -162,13 +170,19 @@ static void many_volumes(int dedup, uint64_t *used)
 	uint8_t *img = image(7, IMG);
 	char name[16];
 
+	/* with dedup, compares meet the first copy in the read cache */
+	cache_bytes = dedup > 0 ? 8u << 20 : 0;
 	fx_init(&f, 128ull << 20, 1u << 20, dedup);
+	cache_bytes = 0;
 	for (int i = 0; i < NV; i++) {
 		snprintf(name, sizeof(name), "v%d", i);
 		v[i] = vol_new(&f, name, 4ull << 20, i % 2);
 		/* at a different place in each: dedup is by content, not address */
 		assert_int_equal(tl_write(f.loop, v[i], (uint64_t)i * BS, img, IMG * BLK, 0), 0);
 	}
+	/* every compare found the first copy in the cache: no device read */
+	if (dedup > 0)
+		assert_int_equal(stats(f.pool).read_cache_hits, (uint64_t)(NV - 1) * IMG);
 	for (int i = 0; i < NV; i++)
 		expect_read(&f, v[i], (uint64_t)i * BS, img, IMG * BLK);
 	*used = stats(f.pool).used_bytes;
@@ -333,53 +347,57 @@ static void test_delete_and_overwrite(void **state)
 
 /* ---- a reference whose data dies before it takes effect ---------------------------- */
 
-struct pend {
-	struct tl_op op;
-};
-
 /* The candidate's only holder is overwritten in the record before the
  * reference's: the reference is void and the block is written again; the
- * write is acknowledged once that is done, and reads its own bytes. */
-static void test_void_reference(void **state)
+ * write is acknowledged once that is done, and reads its own bytes. With
+ * nblk 2 the two blocks' candidates follow each other and make one
+ * reference, of which only the second block's data dies: all of it is
+ * void then, and both blocks are written again. */
+static void void_reference(int nblk)
 {
 	struct fx f;
 	struct store_vol *a, *b;
-	uint8_t *r = image(31, 1), *s = image(32, 1);
+	uint8_t *r = image(31, 2), *s = image(32, 1);
+	size_t len = (size_t)nblk * BLK, last = len - BLK;
 	int tries, hit = 0;
 
-	(void)state;
 	fx_init(&f, 64ull << 20, 1u << 20, 1);
 	a = vol_new(&f, "a", 1u << 20, false);
 	b = vol_new(&f, "b", 1u << 20, false);
 	for (tries = 0; tries < 64 && !hit; tries++) {
 		struct tl_op o1 = { 0 }, o2 = { 0 };
-		struct iovec i1 = { s, BLK }, i2 = { r, BLK };
-		uint64_t before = stats(f.pool).dedup_rewrites;
+		struct iovec i1 = { s, BLK }, i2 = { r, len };
+		uint64_t at = (uint64_t)tries * 2 * BS, before = stats(f.pool).dedup_rewrites;
 
-		assert_int_equal(tl_write(f.loop, a, 0, r, BLK, 0), 0);
-		store_vol_write(a, 0, &i1, 1, 0, tl_done, &o1);   /* R dies with it */
-		store_vol_write(b, (uint64_t)tries * BS, &i2, 1, 0, tl_done, &o2);
+		assert_int_equal(tl_write(f.loop, a, 0, r, len, 0), 0);
+		/* a's last block dies with this overwrite */
+		store_vol_write(a, last / 512, &i1, 1, 0, tl_done, &o1);
+		store_vol_write(b, at, &i2, 1, 0, tl_done, &o2);
 		assert_int_equal(tl_wait(f.loop, &o1), 0);
 		assert_int_equal(tl_wait(f.loop, &o2), 0);
-		expect_read(&f, a, 0, s, BLK);
-		expect_read(&f, b, (uint64_t)tries * BS, r, BLK);
+		expect_read(&f, a, last / 512, s, BLK);
+		expect_read(&f, b, at, r, len);
 		hit = stats(f.pool).dedup_rewrites > before;
-		/* b's copy of R is the next round's candidate: free it */
-		assert_int_equal(tl_unmap(f.loop, b, (uint64_t)tries * BS, BS), 0);
+		/* b's copy is the next round's candidate: free it */
+		assert_int_equal(tl_unmap(f.loop, b, at, len / 512), 0);
+		assert_int_equal(tl_unmap(f.loop, a, 0, len / 512), 0);
 	}
-	printf("dedup: void reference met after %d tries (%" PRIu64 " rewrites, "
-	       "%" PRIu64 " references)\n", tries, stats(f.pool).dedup_rewrites,
-	       stats(f.pool).dedup_blocks);
+	printf("dedup: void reference of %d block(s) met after %d tries (%" PRIu64
+	       " rewrites, %" PRIu64 " references)\n", nblk, tries,
+	       stats(f.pool).dedup_rewrites, stats(f.pool).dedup_blocks);
 	assert_true(hit);
 	store_vol_close(a);
 	store_vol_close(b);
-	fx_reopen(&f, 0);
-	assert_int_equal(store_vol_open(f.pool, "a", &a), 0);
-	expect_read(&f, a, 0, s, BLK);
-	store_vol_close(a);
 	fx_fini(&f);
 	free(r);
 	free(s);
+}
+
+static void test_void_reference(void **state)
+{
+	(void)state;
+	void_reference(1);
+	void_reference(2);
 }
 
 /* ---- the cleaner moving shared data while writes dedup against it ------------ */
@@ -570,6 +588,8 @@ struct rm {
 	bool          busy[RM_OBJS][RM_BLOCKS];     /* touched in this group */
 	uint64_t      refs, rewrites;               /* of the opens before this one */
 	uint64_t      replayed;                     /* records replayed after cuts */
+	int           group;
+	bool          trace;                        /* $SLUICE_DEDUP_TRACE */
 };
 
 static void rm_fill(uint8_t *buf, int32_t val)
@@ -587,9 +607,18 @@ static void rm_verify(struct rm *m, int i)
 
 	assert_int_equal(tl_read(m->f.loop, o->v, 0, got, RM_BLOCKS * BLK), 0);
 	for (uint32_t b = 0; b < RM_BLOCKS; b++) {
+		int32_t had = -1;
+
 		rm_fill(want, o->val[b]);
-		if (memcmp(want, got + (size_t)b * BLK, BLK))
-			fail_msg("%s: block %u does not read value %d", o->name, b, o->val[b]);
+		if (memcmp(want, got + (size_t)b * BLK, BLK) == 0)
+			continue;
+		for (int32_t v = 0; v <= RM_VALUES && had < 0; v++) {
+			rm_fill(want, v);
+			if (memcmp(want, got + (size_t)b * BLK, BLK) == 0)
+				had = v;
+		}
+		fail_msg("%s: block %u reads value %d (-1: none), not %d, after group %d",
+		         o->name, b, had, o->val[b], m->group);
 	}
 	free(got);
 }
@@ -675,10 +704,18 @@ static void rm_group(struct rm *m)
 				rm_fill(op->buf + (size_t)j * BLK, m->o[i].val[b + j]);
 			}
 			op->iov = (struct iovec){ op->buf, (size_t)n * BLK };
+			if (m->trace) {
+				printf("%d: write %s %u+%u val", m->group, m->o[i].name, b, n);
+				for (uint32_t j = 0; j < n; j++)
+					printf(" %d", m->o[i].val[b + j]);
+				printf("\n");
+			}
 			store_vol_write(m->o[i].v, (uint64_t)b * BS, &op->iov, 1, 0, tl_done, &op->t);
 		} else if (kind < 8) {
 			for (uint32_t j = 0; j < n; j++)
 				m->o[i].val[b + j] = 0;
+			if (m->trace)
+				printf("%d: unmap %s %u+%u\n", m->group, m->o[i].name, b, n);
 			store_vol_unmap(m->o[i].v, (uint64_t)b * BS, (uint64_t)n * BS, tl_done, &op->t);
 		} else {
 			/* from another object's same range, if this group leaves it be */
@@ -699,6 +736,9 @@ static void rm_group(struct rm *m)
 				m->busy[si][b + j] = true;
 				m->o[i].val[b + j] = m->o[si].val[b + j];
 			}
+			if (m->trace)
+				printf("%d: copy %s %u+%u from %s\n", m->group, m->o[i].name, b, n,
+				       m->o[si].name);
 			store_vol_copy(m->o[i].v, (uint64_t)b * BS, m->o[si].v, (uint64_t)b * BS,
 			               (uint64_t)n * BS, tl_done, &op->t);
 		}
@@ -733,6 +773,8 @@ static void rm_reopen(struct rm *m, bool cut)
 
 	m->refs += stats(m->f.pool).dedup_blocks;
 	m->rewrites += stats(m->f.pool).dedup_rewrites;
+	if (m->trace)
+		printf("%d: %s\n", m->group, cut ? "power cut" : "restart");
 	for (int i = 0; i < m->nobj; i++)
 		if (m->o[i].exists)
 			store_vol_close(m->o[i].v);
@@ -766,7 +808,9 @@ static void test_random_model(void **state)
 	if (env)
 		groups = atoi(env);
 	m->rng = tl_seed("dedup/model");
+	cache_bytes = 1u << 20;         /* smaller than the data: hits and misses */
 	fx_init(&m->f, 64ull << 20, 1u << 20, 1);
+	cache_bytes = 0;
 	for (int i = 0; i < RM_VOLS; i++) {
 		char name[16];
 
@@ -774,7 +818,9 @@ static void test_random_model(void **state)
 		assert_int_equal(tl_vol_create(m->f.loop, m->f.pool, name, RM_BLOCKS * BS, i == 1), 0);
 		rm_new(m, name, false);
 	}
+	m->trace = getenv("SLUICE_DEDUP_TRACE") != NULL;
 	for (int g = 0; g < groups; g++) {
+		m->group = g;
 		rm_group(m);
 		rm_verify(m, (int)tl_rand_below(&m->rng, (uint64_t)m->nobj));
 		if (g == groups / 4) {          /* a snapshot of v0, then a clone of it */
@@ -1180,8 +1226,10 @@ static uint64_t fig_image(int dedup, int nvols, uint64_t img_bytes, double *secs
 	uint8_t *img = image(99, (uint32_t)(img_bytes / BLK));
 	uint64_t used;
 
+	cache_bytes = 128u << 20;       /* as sluiced has one by default */
 	fx_init(&f, (uint64_t)(dedup > 0 ? 2 : nvols + 2) * img_bytes + (256ull << 20),
 	        16u << 20, dedup);
+	cache_bytes = 0;
 	*secs = 0;
 	for (int i = 0; i < nvols; i++) {
 		char name[16];
@@ -1239,8 +1287,9 @@ static void test_figures(void **state)
 	}
 	on = fig_image(1, nvols, img, &son);
 	off = fig_image(-1, nvols, img, &soff);
-	printf("dedup: %d volumes written with the same %" PRIu64 " MiB image: pool used "
-	       "%" PRIu64 " KiB with dedup (%.1f s), %" PRIu64 " KiB without (%.1f s)\n",
+	printf("dedup: %d volumes written with the same %" PRIu64 " MiB image (read cache "
+	       "128 MiB): pool used %" PRIu64 " KiB with dedup (%.1f s), %" PRIu64 " KiB "
+	       "without (%.1f s)\n",
 	       nvols, img >> 20, on >> 10, son, off >> 10, soff);
 	assert_int_equal(on, img);
 	assert_int_equal(off, img * (uint64_t)nvols);
