@@ -3,7 +3,10 @@
  * Start-up runs the steps of daemon_steps[] in order; each logs its own
  * failure, and whatever was set up before it is torn down. The loop thread
  * owns everything here; signals arrive as ev_signal watchers, so no state
- * is shared with a signal handler.
+ * is shared with a signal handler. The iSCSI target adds a thread per CPU
+ * for its connections; from its start to its stop this loop's callbacks
+ * run under the target's lock (iscsi/iscsi.h), and its threads block
+ * every signal, so they still all come here.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon/daemon.h"
 
@@ -184,6 +188,15 @@ static int daemon_mgmt_start(struct sluiced *d)
 	return 0;
 }
 
+/* One connection loop per online CPU: the copies of data segments to and
+ * from the sockets run there, without the target lock, on every core. */
+static unsigned daemon_iscsi_loops(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
 /* After the pool is open: targets are read from its metadata at each
  * login, so portals accept only once targets can be found. */
 static int daemon_iscsi_start(struct sluiced *d)
@@ -196,6 +209,7 @@ static int daemon_iscsi_start(struct sluiced *d)
 		.nop_interval_secs = d->cfg.nop_interval,
 		.nop_timeout_secs = d->cfg.nop_timeout,
 		.login_timeout_secs = d->cfg.login_timeout,
+		.loops    = daemon_iscsi_loops(),
 		.log      = log_store_cb,
 		.log_arg  = (void *)"iscsi",
 	};

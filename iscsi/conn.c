@@ -19,6 +19,12 @@
  * Send: PDUs wait in txq in StatSN order and leave with writev(), many per
  * call; a task's data-in is borrowed from its buffer, not copied.
  *
+ * Threads (loop.c): on a loop of its own, a connection's recv and writev
+ * run without the target lock, on its loop's thread only: a PDU queued
+ * from elsewhere (a store completion on the main loop) puts the
+ * connection on its loop's flush list, written after that loop's next
+ * batch of callbacks. On the main loop alone, PDUs are written at once.
+ *
  * Transitions: accept -> LOGIN: iscsi_conn_create; LOGIN -> FULL:
  * login.c; FULL -> LOGOUT: session.c (logout response queued, close after
  * it is sent); any -> CLOSED: iscsi_conn_close; CLOSED -> freed when the
@@ -124,11 +130,48 @@ void iscsi_conn_get(struct iscsi_conn *c)
 	c->refs++;
 }
 
+/* The socket, the PDU being received and the send queue: what the owner's
+ * unlocked syscalls use, so released only when none runs (c->busy). */
+static void iscsi_conn_release_io(struct iscsi_conn *c)
+{
+	struct iscsi_pdu *p;
+
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	while ((p = TAILQ_FIRST(&c->txq))) {
+		TAILQ_REMOVE(&c->txq, p, link);
+		iscsi_pdu_free(p);
+	}
+	c->txq_len = 0;
+	iscsi_pdu_free(c->rx);
+	c->rx = NULL;
+}
+
+/* The owner's big syscalls run without the target lock. */
+static void iscsi_conn_io_begin(struct iscsi_conn *c)
+{
+	c->busy = true;
+	iscsi_loop_unlock(c->iloop);
+}
+
+/* Locked again: what a close from another thread left is done now. */
+static void iscsi_conn_io_end(struct iscsi_conn *c)
+{
+	iscsi_loop_lock(c->iloop);
+	c->busy = false;
+	if (c->state == ISCSI_CONN_CLOSED)
+		iscsi_conn_release_io(c);
+}
+
 static void iscsi_conn_free(struct iscsi_conn *c)
 {
 	struct iscsi_srv *s = c->srv;
 
 	ev_idle_stop(c->loop, &c->reap);
+	iscsi_conn_release_io(c);
+	c->iloop->nconns--;
+	c->iloop->kick_main = true;     /* volume handles close */
 	if (c->sess)
 		iscsi_sess_destroy(c->sess);    /* its tasks are all gone now */
 	iscsi_srv_conn_gone(s, c);
@@ -138,8 +181,10 @@ static void iscsi_conn_free(struct iscsi_conn *c)
 
 void iscsi_conn_put(struct iscsi_conn *c)
 {
-	if (--c->refs == 0 && c->state == ISCSI_CONN_CLOSED)
+	if (--c->refs == 0 && c->state == ISCSI_CONN_CLOSED) {
 		ev_idle_start(c->loop, &c->reap);
+		iscsi_loop_wake(c->iloop);
+	}
 }
 
 static void iscsi_conn_reap_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -153,10 +198,10 @@ static void iscsi_conn_reap_cb(struct ev_loop *loop, ev_idle *w, int revents)
 		ev_idle_stop(c->loop, &c->reap);
 }
 
+static void iscsi_tx_last(struct iscsi_conn *c);
+
 void iscsi_conn_close(struct iscsi_conn *c, const char *why)
 {
-	struct iscsi_pdu *p;
-
 	if (c->state == ISCSI_CONN_CLOSED)
 		return;
 	iscsi_log(c->srv, why ? STORE_LOG_INFO : STORE_LOG_DEBUG, "%s: connection closed%s%s",
@@ -165,15 +210,14 @@ void iscsi_conn_close(struct iscsi_conn *c, const char *why)
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
 	ev_timer_stop(c->loop, &c->timer);
-	close(c->fd);
-	c->fd = -1;
-	while ((p = TAILQ_FIRST(&c->txq))) {
-		TAILQ_REMOVE(&c->txq, p, link);
-		iscsi_pdu_free(p);
+	if (c->busy) {
+		shutdown(c->fd, SHUT_RDWR);     /* the owner's syscall ends; it releases */
+	} else {
+		iscsi_tx_last(c);
+		iscsi_conn_release_io(c);
 	}
-	c->txq_len = 0;
-	iscsi_pdu_free(c->rx);
-	c->rx = NULL;
+	iscsi_loop_wake(c->iloop);
+	c->iloop->kick_main = true;
 	iscsi_login_free(c->login);
 	c->login = NULL;
 	if (c->sess)
@@ -233,9 +277,14 @@ static void iscsi_pdu_frame(struct iscsi_conn *c, struct iscsi_pdu *p)
 		if (padn)
 			p->iov[n++] = (struct iovec){ (void *)pad, padn };
 		if (c->params.data_digest) {
-			uint32_t d = iscsi_digest(p->data, p->dlen, NULL, 0);
+			uint32_t d;
 
-			memcpy(p->ddig, &d, 4);
+			/* on a loop thread the writer computes it, without the lock */
+			p->ddig_later = c->iloop->threaded;
+			if (!p->ddig_later) {
+				d = iscsi_digest(p->data, p->dlen, NULL, 0);
+				memcpy(p->ddig, &d, 4);
+			}
 			p->iov[n++] = (struct iovec){ p->ddig, 4 };
 		}
 	}
@@ -246,14 +295,20 @@ static void iscsi_pdu_frame(struct iscsi_conn *c, struct iscsi_pdu *p)
 	p->sent = 0;
 }
 
-/* The iovecs of queued PDUs from where the last write stopped. */
-static int iscsi_tx_gather(struct iscsi_conn *c, struct iovec *iov, int max)
+/* The iovecs of queued PDUs from where the last write stopped, and in
+ * dig[] those whose data digest is still to compute. */
+static int iscsi_tx_gather(struct iscsi_conn *c, struct iovec *iov, int max,
+                           struct iscsi_pdu **dig, int *ndig)
 {
 	struct iscsi_pdu *p;
 	int n = 0;
 
+	*ndig = 0;
 	TAILQ_FOREACH(p, &c->txq, link) {
 		size_t skip = p->sent;
+
+		if (p->ddig_later && *ndig < max)
+			dig[(*ndig)++] = p;
 
 		for (int i = 0; i < p->iovcnt && n < max; i++) {
 			if (skip >= p->iov[i].iov_len) {
@@ -271,6 +326,15 @@ static int iscsi_tx_gather(struct iscsi_conn *c, struct iovec *iov, int max)
 	return n;
 }
 
+static void iscsi_tx_digests(struct iscsi_pdu **dig, int ndig)
+{
+	for (int i = 0; i < ndig; i++) {
+		uint32_t d = iscsi_digest(dig[i]->data, dig[i]->dlen, NULL, 0);
+
+		memcpy(dig[i]->ddig, &d, 4);
+	}
+}
+
 static void iscsi_conn_txq_check(struct iscsi_conn *c)
 {
 	if (c->txq_len > ISCSI_TXQ_HIGH && !c->rx_paused)
@@ -286,12 +350,24 @@ static void iscsi_conn_txq_check(struct iscsi_conn *c)
 static int iscsi_tx_flush(struct iscsi_conn *c)
 {
 	struct iovec iov[ISCSI_IOV_BATCH];
+	struct iscsi_pdu *dig[ISCSI_IOV_BATCH];
 
 	while (!TAILQ_EMPTY(&c->txq)) {
-		int n = iscsi_tx_gather(c, iov, ISCSI_IOV_BATCH);
-		ssize_t w = writev(c->fd, iov, n);
+		int ndig, n = iscsi_tx_gather(c, iov, ISCSI_IOV_BATCH, dig, &ndig), err;
 		struct iscsi_pdu *p;
+		ssize_t w;
 
+		/* the PDUs gathered stay queued: each holds its data (task ref) */
+		iscsi_conn_io_begin(c);
+		iscsi_tx_digests(dig, ndig);
+		w = writev(c->fd, iov, n);
+		err = errno;
+		iscsi_conn_io_end(c);
+		if (c->state == ISCSI_CONN_CLOSED)
+			return 0;               /* by another thread meanwhile */
+		for (int i = 0; i < ndig; i++)
+			dig[i]->ddig_later = false;
+		errno = err;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			ev_io_start(c->loop, &c->wio);
 			return 0;
@@ -308,6 +384,8 @@ static int iscsi_tx_flush(struct iscsi_conn *c)
 				break;
 			TAILQ_REMOVE(&c->txq, p, link);
 			c->txq_len--;
+			if (!TAILQ_EMPTY(&c->mem_wait))
+				c->iloop->kick_main = true;     /* freed memory starts I/O */
 			if (p->close_after) {
 				iscsi_pdu_free(p);
 				iscsi_conn_close(c, NULL);
@@ -321,6 +399,23 @@ static int iscsi_tx_flush(struct iscsi_conn *c)
 	return 0;
 }
 
+/* A connection closing right after an answer (a reject, a cold reset's
+ * TMF response): what the socket takes now, locked, as with no loop
+ * threads, where PDUs are written as they are queued. */
+static void iscsi_tx_last(struct iscsi_conn *c)
+{
+	struct iovec iov[ISCSI_IOV_BATCH];
+	struct iscsi_pdu *dig[ISCSI_IOV_BATCH];
+	int ndig, n;
+
+	if (!c->iloop->threaded || c->fd < 0 || TAILQ_EMPTY(&c->txq))
+		return;
+	n = iscsi_tx_gather(c, iov, ISCSI_IOV_BATCH, dig, &ndig);
+	iscsi_tx_digests(dig, ndig);
+	if (writev(c->fd, iov, n) < 0)
+		return;                 /* closing anyway */
+}
+
 void iscsi_conn_send(struct iscsi_conn *c, struct iscsi_pdu *p)
 {
 	if (c->state == ISCSI_CONN_CLOSED) {
@@ -331,9 +426,31 @@ void iscsi_conn_send(struct iscsi_conn *c, struct iscsi_pdu *p)
 	iscsi_pdu_frame(c, p);
 	TAILQ_INSERT_TAIL(&c->txq, p, link);
 	c->txq_len++;
-	if (!ev_is_active(&c->wio) && iscsi_tx_flush(c) < 0)
+	if (ev_is_active(&c->wio)) {
+		/* the socket is full: the write callback goes on */
+	} else if (c->iloop->threaded) {
+		/* written by the owner, unlocked, after its current callbacks */
+		if (!c->flush_queued) {
+			c->flush_queued = true;
+			iscsi_conn_get(c);
+			TAILQ_INSERT_TAIL(&c->iloop->flushq, c, flush_link);
+			iscsi_loop_wake(c->iloop);
+		}
+	} else if (iscsi_tx_flush(c) < 0) {
 		ev_feed_event(c->loop, &c->wio, EV_WRITE);      /* closes it from the loop */
+	}
 	iscsi_conn_txq_check(c);
+}
+
+void iscsi_conn_tx_run(struct iscsi_conn *c)
+{
+	int err;
+
+	if (c->state == ISCSI_CONN_CLOSED || ev_is_active(&c->wio))
+		return;
+	err = iscsi_tx_flush(c);
+	if (err < 0)
+		iscsi_conn_close(c, strerror(-err));
 }
 
 static void iscsi_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -342,9 +459,11 @@ static void iscsi_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	int err;
 
 	(void)loop; (void)revents;
+	iscsi_conn_get(c);
 	err = iscsi_tx_flush(c);
 	if (err < 0)
 		iscsi_conn_close(c, strerror(-err));
+	iscsi_conn_put(c);
 }
 
 /* RFC 7143 11.17: the rejected PDU's header is the data segment. */
@@ -454,7 +573,11 @@ static int iscsi_rx_step(struct iscsi_conn *c)
 		iscsi_rx_dispatch(c);
 		return 0;
 	case ISCSI_RX_DDIG:
+		iscsi_conn_io_begin(c);         /* c->rx is the owner's: no lock */
 		d = iscsi_digest(p->data, p->dlen, NULL, 0);
+		iscsi_conn_io_end(c);
+		if (c->state == ISCSI_CONN_CLOSED)
+			return -ECONNABORTED;   /* by another thread meanwhile */
 		if (memcmp(&d, p->ddig, 4) != 0) {
 			/* RFC 7143 7.8: Reject, and with ERL 0 the task is lost */
 			iscsi_conn_reject(c, &p->hdr, ISCSI_REJECT_DIGEST);
@@ -466,7 +589,21 @@ static int iscsi_rx_step(struct iscsi_conn *c)
 	return -EINVAL;
 }
 
-/* Copies from the read-ahead buffer, or reads big segments directly. */
+static ssize_t iscsi_rx_read(struct iscsi_conn *c, void *dst, size_t len)
+{
+	ssize_t r;
+	int err;
+
+	iscsi_conn_io_begin(c);
+	r = read(c->fd, dst, len);
+	err = errno;
+	iscsi_conn_io_end(c);
+	errno = err;
+	return r;
+}
+
+/* Copies from the read-ahead buffer, or reads big segments directly. The
+ * caller checks that c is still open after it. */
 static ssize_t iscsi_rx_fill(struct iscsi_conn *c)
 {
 	ssize_t r;
@@ -481,9 +618,9 @@ static ssize_t iscsi_rx_fill(struct iscsi_conn *c)
 		return n;
 	}
 	if (c->rx_need >= sizeof(c->rbuf) / 2)
-		return read(c->fd, c->rx_dst, c->rx_need);
-	r = read(c->fd, c->rbuf, sizeof(c->rbuf));
-	if (r <= 0)
+		return iscsi_rx_read(c, c->rx_dst, c->rx_need);
+	r = iscsi_rx_read(c, c->rbuf, sizeof(c->rbuf));
+	if (r <= 0 || c->state == ISCSI_CONN_CLOSED)
 		return r;
 	c->rbuf_off = 0;
 	c->rbuf_len = (uint32_t)r;
@@ -498,10 +635,13 @@ static void iscsi_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	c->last_rx = ev_now(loop);
 	iscsi_conn_get(c);
+	c->iloop->kick_main = true;     /* commands reach the store */
 	while (c->state != ISCSI_CONN_CLOSED && !c->rx_paused && budget > 0) {
 		ssize_t n = iscsi_rx_fill(c);
 		int err;
 
+		if (c->state == ISCSI_CONN_CLOSED)
+			break;                  /* by another thread meanwhile */
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (n < 0 || (n == 0 && c->rbuf_off == c->rbuf_len)) {
@@ -538,6 +678,7 @@ void iscsi_conn_rx_pause(struct iscsi_conn *c, bool pause)
 		ev_io_start(c->loop, &c->rio);
 		ev_feed_event(c->loop, &c->rio, EV_READ);
 	}
+	iscsi_loop_wake(c->iloop);
 }
 
 /* Timer: login timeout while logging in, NOP-In pings after. */
@@ -588,7 +729,8 @@ int iscsi_conn_create(struct iscsi_srv *s, int fd, uint16_t tpgt, struct iscsi_c
 	if (!c)
 		return -ENOMEM;
 	c->srv = s;
-	c->loop = s->loop;
+	c->iloop = iscsi_loop_pick(s);
+	c->loop = c->iloop->loop;
 	c->fd = fd;
 	c->tpgt = tpgt;
 	c->state = ISCSI_CONN_LOGIN;
@@ -606,9 +748,15 @@ int iscsi_conn_create(struct iscsi_srv *s, int fd, uint16_t tpgt, struct iscsi_c
 	ev_init(&c->timer, iscsi_conn_timer_cb);
 	ev_idle_init(&c->reap, iscsi_conn_reap_cb);
 	c->timer.repeat = s->login_timeout;
+	/* an idle loop's clock stopped when it went to sleep: the timeout
+	 * counts from now, not from then (accept runs on another thread) */
+	if (!iscsi_loop_mine(c->iloop))
+		ev_now_update(c->loop);
 	ev_timer_again(c->loop, &c->timer);
 	ev_io_start(c->loop, &c->rio);
 	c->last_rx = ev_now(c->loop);
+	c->iloop->nconns++;
+	iscsi_loop_wake(c->iloop);
 	*out = c;
 	return 0;
 }

@@ -10,14 +10,25 @@
  *               is 1, so a session has exactly one connection.
  *   iscsi_task  one SCSI command: data-out (R2T), execution, data-in.
  *
+ *   iscsi_loop  one libev loop and its thread (loop.c); a connection
+ *               lives on one, the server's own loop keeps the rest.
+ *
  * Lifetimes: a connection is freed only when no task and no PDU refers to
  * it; closing one from inside its own callbacks is deferred to the loop
  * (iscsi_conn_close() then an ev_idle), as Redis's freeClientAsync.
+ *
+ * Threads: every object here is under srv->lock (loop.c), taken by each
+ * loop thread while it runs callbacks. Only a connection's own loop
+ * thread reads or writes its socket, and it does so without the lock
+ * (c->busy): meanwhile another thread may close c (state CLOSED, a
+ * shutdown(2)) but not close its fd nor free its rx PDU or send queue;
+ * the owner does that when it takes the lock back.
  */
 #ifndef SLUICE_ISCSI_INTERNAL_H
 #define SLUICE_ISCSI_INTERNAL_H
 
 #include <ev.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -78,6 +89,7 @@ struct iscsi_pdu {
 	struct iscsi_task      *task;           /* reference while queued */
 	bool                    statsn;         /* advances StatSN when sent */
 	bool                    close_after;    /* close the connection once sent */
+	bool                    ddig_later;     /* data digest: by the writer, unlocked */
 	struct iovec            iov[5];
 	int                     iovcnt;
 	size_t                  sent, total;
@@ -105,10 +117,28 @@ enum iscsi_rx_state {
 
 struct iscsi_login;
 
+/* A loop and the thread running it (loop.c). */
+struct iscsi_loop {
+	struct iscsi_srv       *srv;
+	struct ev_loop         *loop;
+	pthread_t               thread;
+	bool                    threaded;       /* runs under srv->lock */
+	bool                    started;        /* thread created */
+	bool                    stop;           /* leave ev_run on the next wake */
+	bool                    kick_main;      /* the store may have work queued */
+	unsigned                nconns;
+	ev_async                wake;
+	TAILQ_HEAD(, iscsi_conn) flushq;        /* connections with PDUs to write */
+};
+
 struct iscsi_conn {
 	TAILQ_ENTRY(iscsi_conn) link;
 	struct iscsi_srv       *srv;
-	struct ev_loop         *loop;
+	struct iscsi_loop      *iloop;          /* the loop (thread) that owns c */
+	struct ev_loop         *loop;           /* iloop->loop */
+	TAILQ_ENTRY(iscsi_conn) flush_link;     /* iloop->flushq */
+	bool                    flush_queued;
+	bool                    busy;           /* owner in a syscall, unlocked */
 	int                     fd;
 	ev_io                   rio, wio;
 	ev_timer                timer;          /* login timeout, NOP-In pings */
@@ -253,6 +283,10 @@ struct iscsi_portal {
 
 struct iscsi_srv {
 	struct ev_loop         *loop;
+	pthread_mutex_t         lock;           /* the target lock (loop.c) */
+	struct iscsi_loop       main;           /* loop: portals, the store */
+	struct iscsi_loop      *loops;          /* connections' loops; none: main */
+	unsigned                nloops, next_loop;
 	struct store_pool      *pool;
 	uint8_t                 uuid[16];
 	store_log_fn           *log;
@@ -279,7 +313,20 @@ void iscsi_log(struct iscsi_srv *s, enum store_log_level level, const char *fmt,
 	__attribute__((format(printf, 3, 4)));
 void iscsi_srv_conn_gone(struct iscsi_srv *s, struct iscsi_conn *c);
 
+/* loop.c: connection loops and the target lock */
+int  iscsi_loops_start(struct iscsi_srv *s, unsigned n);
+/* Stops and joins the loops; called on the main loop once no connection is left. */
+void iscsi_loops_stop(struct iscsi_srv *s);
+struct iscsi_loop *iscsi_loop_pick(struct iscsi_srv *s);
+/* After ev_* calls on l's loop from another thread: l re-arms its watchers. */
+void iscsi_loop_wake(struct iscsi_loop *l);
+bool iscsi_loop_mine(const struct iscsi_loop *l);
+void iscsi_loop_unlock(struct iscsi_loop *l);
+void iscsi_loop_lock(struct iscsi_loop *l);
+
 /* conn.c: framing, send queue, life cycle */
+/* Writes c's queue; the owner loop's thread only, at the top of a callback. */
+void iscsi_conn_tx_run(struct iscsi_conn *c);
 int  iscsi_conn_create(struct iscsi_srv *s, int fd, uint16_t tpgt, struct iscsi_conn **out);
 void iscsi_conn_close(struct iscsi_conn *c, const char *why);
 struct iscsi_pdu *iscsi_pdu_new(uint8_t op, uint32_t dlen);

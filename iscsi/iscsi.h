@@ -16,8 +16,14 @@
  *
  * with CHAP set, they must authenticate with it; without, they need not.
  *
- * Threading: like the store, the server runs on the loop given to
- * iscsi_srv_create() (the pool's loop) and must only be called there.
+ * Threading: like the store, the server is called on the loop given to
+ * iscsi_srv_create() (the pool's loop) only. With opts.loops > 0 it runs
+ * that many threads of its own for connections, and then every callback
+ * of that loop runs under the server's lock: from iscsi_srv_create() on,
+ * the calling thread holds it except while the loop sleeps (libev's loop
+ * release callbacks, and its ev_userdata: both are the server's then),
+ * until iscsi_srv_stop() has called back. Whatever else runs on that loop
+ * (the store, the HTTP API) is then serialized with the target.
  */
 #ifndef SLUICE_ISCSI_H
 #define SLUICE_ISCSI_H
@@ -52,6 +58,9 @@ struct iscsi_srv_opts {
 	 * this % of the pool is left, each nexus gets a unit attention once
 	 * (38/07), again after space came back; 0: the default */
 	unsigned      thin_threshold;
+	/* threads with a loop each, connections spread over them; 0: every
+	 * connection on the caller's loop and thread */
+	unsigned      loops;
 	store_log_fn *log;                /* may be NULL */
 	void         *log_arg;
 };

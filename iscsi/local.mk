@@ -6,7 +6,7 @@ libsl_iscsi_a_CPPFLAGS = $(AM_CPPFLAGS) $(JANSSON_CFLAGS) $(NETTLE_CFLAGS)
 libsl_iscsi_a_SOURCES = \
 	%reldir%/iscsi.h %reldir%/internal.h \
 	%reldir%/iscsi_proto.h %reldir%/scsi_spec.h %reldir%/scsi.h \
-	%reldir%/srv.c %reldir%/conn.c %reldir%/params.c %reldir%/login.c \
+	%reldir%/srv.c %reldir%/loop.c %reldir%/conn.c %reldir%/params.c %reldir%/login.c \
 	%reldir%/session.c %reldir%/target.c \
 	%reldir%/scsi.c %reldir%/lu.c %reldir%/spc.c %reldir%/sbc.c \
 	%reldir%/copy.c \

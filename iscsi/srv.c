@@ -6,6 +6,10 @@
  * AsyncEvent 1); connections still open after the grace period are
  * dropped; when the last connection has been freed (which waits for the
  * store I/O its tasks started) the server frees itself and calls back.
+ *
+ * Portals stay on the caller's loop; each accepted connection goes to the
+ * least loaded of opts.loops connection loops (loop.c), or stays on the
+ * caller's loop when there are none.
  */
 #define _GNU_SOURCE             /* accept4 */
 #include <errno.h>
@@ -191,6 +195,11 @@ int iscsi_srv_create(struct ev_loop *loop, struct store_pool *p,
 	LIST_INIT(&s->lus);
 	store_pool_get_stats(p, &st);
 	memcpy(s->uuid, st.uuid, sizeof(s->uuid));
+	err = iscsi_loops_start(s, o->loops);
+	if (err < 0) {
+		free(s);
+		return err;
+	}
 	for (size_t i = 0; i < o->nportals && err == 0; i++) {
 		s->portals[i].tpgt = (uint16_t)(i + 1);
 		s->nportals = i + 1;
@@ -198,9 +207,12 @@ int iscsi_srv_create(struct ev_loop *loop, struct store_pool *p,
 	}
 	if (err < 0) {
 		iscsi_portals_close(s);
+		iscsi_loops_stop(s);
 		free(s);
 		return err;
 	}
+	if (o->loops)
+		iscsi_log(s, STORE_LOG_INFO, "%u connection loops", o->loops);
 	*out = s;
 	return 0;
 }
@@ -225,6 +237,7 @@ static void iscsi_srv_finish_cb(struct ev_loop *loop, ev_idle *w, int revents)
 	(void)revents;
 	ev_idle_stop(loop, &s->stop_idle);
 	ev_timer_stop(loop, &s->stop_timer);
+	iscsi_loops_stop(s);
 	iscsi_log(s, STORE_LOG_INFO, "iSCSI target stopped");
 	free(s);
 	done(arg, 0);
@@ -233,8 +246,10 @@ static void iscsi_srv_finish_cb(struct ev_loop *loop, ev_idle *w, int revents)
 void iscsi_srv_conn_gone(struct iscsi_srv *s, struct iscsi_conn *c)
 {
 	TAILQ_REMOVE(&s->conns, c, link);
-	if (s->stopping && TAILQ_EMPTY(&s->conns))
+	if (s->stopping && TAILQ_EMPTY(&s->conns)) {
 		ev_idle_start(s->loop, &s->stop_idle);
+		iscsi_loop_wake(&s->main);
+	}
 }
 
 /* The grace period is over: drop whoever has not logged out. */
