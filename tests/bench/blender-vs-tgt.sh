@@ -19,7 +19,8 @@
 #   4. 128 KiB sequential writes, 4 VMs, QD 16        (goal >= 1x)
 # VMs are spread over 4 sessions. For each, the CPU time (utime + stime
 # of /proc/PID/stat, all threads) the target process spent, per I/O
-# (goal: sluiced <= tgt).
+# (goal: sluiced <= tgt), and as a share of one core over the run's wall
+# time ("cpu%": above 100 means more than one core was busy).
 #
 # Prints a table with the ratios and MEET or MISS per goal; it judges
 # nothing else and is not run by make check. Note that tgt's file goes
@@ -127,11 +128,13 @@ cpu_ticks() {           # utime + stime of the whole process
 hz=$(getconf CLK_TCK)
 
 # run NAME TARGET PID URL ARGS...: one blender run; appends a line
-# "NAME TARGET iops mib_s p99_us cpu_us_per_io errors" to $work/results.
+# "NAME TARGET iops mib_s p99_us cpu_us_per_io errors cpu_pct" to
+# $work/results.
 run() {
-	local name=$1 tgt=$2 pid=$3 url=$4 out c0 c1 rc line
+	local name=$1 tgt=$2 pid=$3 url=$4 out c0 c1 t0 t1 rc line
 	shift 4
 	out=$work/$name.$tgt.out
+	t0=$(date +%s.%N)
 	c0=$(cpu_ticks "$pid")
 	timeout $((SECS + 300)) "$BLENDER" --initiator "$INIT" --sessions "$SESSIONS" \
 		--time "$SECS" "$@" "$url" >"$out" 2>&1 &
@@ -144,14 +147,17 @@ run() {
 	wait "$bpid"
 	rc=$?
 	c1=$(cpu_ticks "$pid")
+	t1=$(date +%s.%N)
 	line=$(grep '^result: phase=run' "$out")
 	echo "  $tgt: $(grep '^run: [0-9]' "$out" | sed 's/^run: //') (exit $rc)"
 	[ "$rc" = 0 ] || sed 's/^/    | /' "$out" | tail -5
-	awk -v n="$name" -v t="$tgt" -v c=$((c1 - c0)) -v hz="$hz" -v rc="$rc" '{
+	awk -v n="$name" -v t="$tgt" -v c=$((c1 - c0)) -v hz="$hz" -v rc="$rc" \
+	    -v t0="$t0" -v t1="$t1" '{
+		wall = t1 - t0
 		for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
 		io = f["ops"] > 0 ? c / hz / f["ops"] * 1e6 : 0
-		printf "%s %s %s %s %s %.1f %s\n", n, t, f["iops"], f["mib_s"], f["p99_us"], io,
-		       f["errors"] + f["mismatches"] + (rc != 0)
+		printf "%s %s %s %s %s %.1f %s %.0f\n", n, t, f["iops"], f["mib_s"], f["p99_us"], io,
+		       f["errors"] + f["mismatches"] + (rc != 0), (wall > 0 ? c / hz / wall * 100 : 0)
 	}' <<<"${line:-result: ops=0 iops=0 mib_s=0 p99_us=0 errors=1}" >>"$work/results"
 }
 
@@ -177,21 +183,23 @@ both seq-w128k --vms 4 --qd 16 --bs 128k --pattern seq --read-pct 0
 echo
 awk '
 	{ iops[$1, $2] = $3; mib[$1, $2] = $4; p99[$1, $2] = $5; cpu[$1, $2] = $6
-	  err[$1, $2] = $7; if (!seen[$1]++) order[++n] = $1 }
+	  err[$1, $2] = $7; pct[$1, $2] = $8; if (!seen[$1]++) order[++n] = $1 }
 	END {
 		goal["blend-w4k"] = 5; goal["rand-r4k"] = 1; goal["seq-r128k"] = 1; goal["seq-w128k"] = 1
-		printf "%-10s %9s %9s %6s %5s %5s | %8s %8s | %8s %8s | %7s %7s %5s\n",
+		printf "%-10s %9s %9s %6s %5s %5s | %8s %8s | %8s %8s | %7s %7s %5s | %6s %6s\n",
 		       "workload", "sl IOPS", "tgt IOPS", "ratio", "goal", "", "sl MiB/s",
-		       "tgt MiB/s", "sl p99us", "tgt p99us", "sl cpu", "tgt cpu", ""
+		       "tgt MiB/s", "sl p99us", "tgt p99us", "sl cpu", "tgt cpu", "",
+		       "sl cpu%", "tgt cpu%"
 		for (i = 1; i <= n; i++) {
 			w = order[i]
 			r = iops[w, "tgt"] > 0 ? iops[w, "sluiced"] / iops[w, "tgt"] : 0
 			v = err[w, "sluiced"] || err[w, "tgt"] ? "ERR" : r >= goal[w] ? "MEET" : "MISS"
 			cv = cpu[w, "sluiced"] <= cpu[w, "tgt"] ? "MEET" : "MISS"
-			printf "%-10s %9d %9d %5.2fx %4sx %5s | %8.1f %9.1f | %8d %9d | %7.1f %7.1f %5s\n",
+			printf "%-10s %9d %9d %5.2fx %4sx %5s | %8.1f %9.1f | %8d %9d | %7.1f %7.1f %5s | %6d %7d\n",
 			       w, iops[w, "sluiced"], iops[w, "tgt"], r, ">=" goal[w], v,
 			       mib[w, "sluiced"], mib[w, "tgt"], p99[w, "sluiced"], p99[w, "tgt"],
-			       cpu[w, "sluiced"], cpu[w, "tgt"], cv
+			       cpu[w, "sluiced"], cpu[w, "tgt"], cv, pct[w, "sluiced"], pct[w, "tgt"]
 		}
-		print "(cpu: target process CPU microseconds per I/O, goal sluiced <= tgt)"
+		print "(cpu: target process CPU microseconds per I/O, goal sluiced <= tgt;"
+		print " cpu%: its CPU time over the run in % of one core)"
 	}' "$work/results"
