@@ -2,6 +2,8 @@
 #include "store/addr.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,46 @@ struct addr_rec {
 	uint32_t         gen;           /* a running save's: written, or made since */
 };
 
+/* ---- replay's second thread ------------------------------------------------ *
+ *
+ * Replay applies hundreds of thousands of entries, each a map change and a
+ * few address table changes, both bound by cache misses. While deferred,
+ * the adds and reference changes (all the maps report) go in order to a
+ * worker thread in batches, so the two halves run on two cores; the
+ * caller goes on without their results (errors are sticky and surface at
+ * the end). Any other call first waits until the worker has caught up and
+ * then runs on the caller's thread, the worker idle: the table has one user
+ * at a time. */
+#define DQ_BATCH   4096
+#define DQ_BATCHES 4
+
+struct addr_op {
+	uint64_t la, pba;               /* pba: an add's */
+	uint32_t len;
+	int32_t  delta;                 /* 0: an add */
+};
+
+struct addr_defer {
+	pthread_t        thread;
+	pthread_mutex_t  mu;
+	pthread_cond_t   cv;
+	struct addr_op  *batch[DQ_BATCHES];
+	uint32_t         n[DQ_BATCHES];
+	uint64_t         head, tail;    /* batches done by the worker, handed to it */
+	bool             stop;
+	int              err;           /* the worker's, until merged into t->err */
+};
+
+static _Thread_local bool dq_worker;    /* this thread is a table's worker */
+
+static void addr_fail(struct store_addr *t, int err)
+{
+	if (dq_worker)
+		t->dq->err = err;       /* t->err is the caller's to read meanwhile */
+	else
+		t->err = err;
+}
+
 static uint64_t seq_hash(uint64_t seq)
 {
 	return seq * 0x9e3779b97f4a7c15ull >> 20;
@@ -38,6 +80,7 @@ int store_addr_init(struct store_addr *t, addr_live_fn *live, void *arg)
 
 void store_addr_fini(struct store_addr *t)
 {
+	store_addr_defer_stop(t);
 	for (uint64_t b = 0; t->bucket && b <= t->mask; b++) {
 		struct addr_rec *r = t->bucket[b], *next;
 
@@ -225,14 +268,12 @@ static void runs_merge(struct store_addr *t, struct addr_rec *r, uint32_t lo, ui
 	}
 }
 
-int store_addr_add(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pba)
+static int addr_add_now(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pba)
 {
 	uint64_t off = la & OFF_MASK;
 	struct addr_rec *r;
 	uint32_t i;
 
-	if (len == 0 || len > UINT16_MAX || off + len > OFF_MASK + 1)
-		return -EINVAL;
 	r = rec_get(t, la >> ADDR_OFF_BITS, true);
 	if (!r)
 		return -ENOMEM;
@@ -285,20 +326,19 @@ static bool ref_punch(struct store_addr *t, struct addr_rec *r, uint64_t o, uint
 	return true;
 }
 
-void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
+static void addr_ref_now(struct store_addr *t, uint64_t la, uint64_t len, int delta)
 {
-	struct store_addr *t = arg;
 	struct addr_rec *r = rec_get(t, la >> ADDR_OFF_BITS, false);
 	uint64_t o = la & OFF_MASK, e = o + len;
 	uint32_t i, first;
 
 	if (!r || e > OFF_MASK + 1) {
-		t->err = -EUCLEAN;
+		addr_fail(t, -EUCLEAN);
 		return;
 	}
 	rec_keep(t, r);
 	if (rec_room(r, 2)) {
-		t->err = -ENOMEM;
+		addr_fail(t, -ENOMEM);
 		return;
 	}
 	if (delta < 0 && ref_punch(t, r, o, e))
@@ -308,12 +348,12 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 		struct addr_run *a;
 
 		if (i >= r->n || r->run[i].off != o) {
-			t->err = -EUCLEAN;      /* part of the range is not in the table */
+			addr_fail(t, -EUCLEAN);      /* part of the range is not in the table */
 			break;
 		}
 		if ((uint64_t)r->run[i].off + r->run[i].len > e) {
 			if (rec_room(r, 1)) {
-				t->err = -ENOMEM;
+				addr_fail(t, -ENOMEM);
 				break;
 			}
 			run_split(r, i, e);
@@ -328,7 +368,7 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 			continue;
 		}
 		if (a->refs == 0) {
-			t->err = -EUCLEAN;      /* dropped more often than taken */
+			addr_fail(t, -EUCLEAN);      /* dropped more often than taken */
 			break;
 		}
 		if (--a->refs > 0) {
@@ -346,18 +386,186 @@ void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
 		runs_merge(t, r, first, i);
 }
 
+static void addr_prefetch_now(const struct store_addr *t, uint64_t la, bool runs);
+
+static void dq_run(struct store_addr *t, const struct addr_op *op, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		if (i + 12 < n)
+			addr_prefetch_now(t, op[i + 12].la, false);
+		if (i + 6 < n)
+			addr_prefetch_now(t, op[i + 6].la, true);
+		if (op[i].delta == 0) {
+			int rc = addr_add_now(t, op[i].la, op[i].len, op[i].pba);
+
+			if (rc)
+				addr_fail(t, rc == -ENOMEM ? rc : -EUCLEAN);
+		} else {
+			addr_ref_now(t, op[i].la, op[i].len, op[i].delta);
+		}
+	}
+}
+
+static void *dq_main(void *arg)
+{
+	struct store_addr *t = arg;
+	struct addr_defer *d = t->dq;
+
+	dq_worker = true;
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		uint32_t s;
+
+		while (d->head == d->tail && !d->stop)
+			pthread_cond_wait(&d->cv, &d->mu);
+		if (d->head == d->tail)
+			break;
+		s = d->head % DQ_BATCHES;
+		pthread_mutex_unlock(&d->mu);
+		dq_run(t, d->batch[s], d->n[s]);
+		pthread_mutex_lock(&d->mu);
+		d->n[s] = 0;
+		d->head++;
+		pthread_cond_broadcast(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* Hands the batch being filled to the worker, and waits for a free one. */
+static void dq_publish(struct addr_defer *d)
+{
+	pthread_mutex_lock(&d->mu);
+	if (d->n[d->tail % DQ_BATCHES] > 0) {
+		d->tail++;
+		pthread_cond_broadcast(&d->cv);
+		while (d->tail - d->head == DQ_BATCHES)
+			pthread_cond_wait(&d->cv, &d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Waits until the worker has done everything handed to it. */
+static void dq_quiesce(const struct store_addr *ct)
+{
+	struct store_addr *t = (struct store_addr *)ct;
+	struct addr_defer *d = t->dq;
+
+	if (!d)
+		return;
+	dq_publish(d);
+	pthread_mutex_lock(&d->mu);
+	while (d->head != d->tail)
+		pthread_cond_wait(&d->cv, &d->mu);
+	pthread_mutex_unlock(&d->mu);
+	if (d->err && !t->err)
+		t->err = d->err;
+	d->err = 0;
+}
+
+static void dq_push(struct addr_defer *d, uint64_t la, uint64_t len, uint64_t pba, int delta)
+{
+	uint32_t s = d->tail % DQ_BATCHES;
+
+	d->batch[s][d->n[s]++] = (struct addr_op){ .la = la, .pba = pba, .len = (uint32_t)len,
+	                                          .delta = delta };
+	if (d->n[s] == DQ_BATCH)
+		dq_publish(d);
+}
+
+static void dq_free(struct addr_defer *d)
+{
+	for (int i = 0; i < DQ_BATCHES; i++)
+		free(d->batch[i]);
+	free(d);
+}
+
+int store_addr_defer_start(struct store_addr *t)
+{
+	struct addr_defer *d = calloc(1, sizeof(*d));
+	sigset_t all, old;
+	int rc = -ENOMEM;
+
+	if (!d)
+		return rc;
+	for (int i = 0; i < DQ_BATCHES; i++)
+		if (!(d->batch[i] = malloc(DQ_BATCH * sizeof(*d->batch[i]))))
+			goto fail;
+	rc = -pthread_mutex_init(&d->mu, NULL);
+	if (rc)
+		goto fail;
+	if ((rc = -pthread_cond_init(&d->cv, NULL))) {
+		pthread_mutex_destroy(&d->mu);
+		goto fail;
+	}
+	t->dq = d;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = -pthread_create(&d->thread, NULL, dq_main, t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0)
+		return 0;
+	t->dq = NULL;
+	pthread_cond_destroy(&d->cv);
+	pthread_mutex_destroy(&d->mu);
+fail:
+	dq_free(d);
+	return rc;
+}
+
+void store_addr_defer_stop(struct store_addr *t)
+{
+	struct addr_defer *d = t->dq;
+
+	if (!d)
+		return;
+	dq_quiesce(t);
+	pthread_mutex_lock(&d->mu);
+	d->stop = true;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	pthread_join(d->thread, NULL);
+	pthread_cond_destroy(&d->cv);
+	pthread_mutex_destroy(&d->mu);
+	t->dq = NULL;
+	dq_free(d);
+}
+
+int store_addr_add(struct store_addr *t, uint64_t la, uint64_t len, uint64_t pba)
+{
+	if (len == 0 || len > UINT16_MAX || (la & OFF_MASK) + len > OFF_MASK + 1)
+		return -EINVAL;
+	if (t->dq) {
+		dq_push(t->dq, la, len, pba, 0);
+		return 0;
+	}
+	return addr_add_now(t, la, len, pba);
+}
+
+void store_addr_ref(void *arg, uint64_t la, uint64_t len, int delta)
+{
+	struct store_addr *t = arg;
+
+	if (t->dq)
+		dq_push(t->dq, la, len, 0, delta);
+	else
+		addr_ref_now(t, la, len, delta);
+}
+
 void store_addr_move(struct store_addr *t, uint64_t la, uint64_t len, uint64_t from,
                      uint64_t to)
 {
-	struct addr_rec *r = rec_get(t, la >> ADDR_OFF_BITS, false);
+	struct addr_rec *r;
 	uint64_t o = la & OFF_MASK, e = o + len;
 	uint32_t i, first;
 
+	dq_quiesce(t);
+	r = rec_get(t, la >> ADDR_OFF_BITS, false);
 	if (!r)
 		return;                 /* all of it died */
 	rec_keep(t, r);
 	if (rec_room(r, 2)) {
-		t->err = -ENOMEM;
+		addr_fail(t, -ENOMEM);
 		return;
 	}
 	i = first = run_start(t, r, o);
@@ -366,7 +574,7 @@ void store_addr_move(struct store_addr *t, uint64_t la, uint64_t len, uint64_t f
 
 		if ((uint64_t)r->run[i].off + r->run[i].len > e) {
 			if (rec_room(r, 1)) {
-				t->err = -ENOMEM;
+				addr_fail(t, -ENOMEM);
 				break;
 			}
 			run_split(r, i, e);
@@ -387,8 +595,10 @@ void store_addr_move(struct store_addr *t, uint64_t la, uint64_t len, uint64_t f
 int store_addr_visit_record(const struct store_addr *t, uint64_t seq, uint64_t lo,
                             uint64_t hi, addr_visit_fn *visit, void *arg)
 {
-	const struct addr_rec *r = rec_get((struct store_addr *)t, seq, false);
+	const struct addr_rec *r;
 
+	dq_quiesce(t);
+	r = rec_get((struct store_addr *)t, seq, false);
 	for (uint32_t i = 0; r && i < r->n; i++) {
 		const struct addr_run *a = &r->run[i];
 		int rc;
@@ -403,6 +613,12 @@ int store_addr_visit_record(const struct store_addr *t, uint64_t seq, uint64_t l
 }
 
 void store_addr_prefetch(const struct store_addr *t, uint64_t la, bool runs)
+{
+	if (!t->dq)     /* else the worker's table: it looks ahead itself */
+		addr_prefetch_now(t, la, runs);
+}
+
+static void addr_prefetch_now(const struct store_addr *t, uint64_t la, bool runs)
 {
 	const struct addr_rec *r;
 	size_t bytes, step;
@@ -426,9 +642,11 @@ void store_addr_prefetch(const struct store_addr *t, uint64_t la, bool runs)
 uint64_t store_addr_only(void *arg, uint64_t la, uint64_t len)
 {
 	const struct store_addr *t = arg;
-	const struct addr_rec *r = rec_get((struct store_addr *)t, la >> ADDR_OFF_BITS, false);
+	const struct addr_rec *r;
 	uint64_t o = la & OFF_MASK, e = o + len, n = 0;
 
+	dq_quiesce(t);
+	r = rec_get((struct store_addr *)t, la >> ADDR_OFF_BITS, false);
 	for (uint32_t i = r ? run_find(r, o) : 0; r && i < r->n && r->run[i].off < e; i++) {
 		const struct addr_run *a = &r->run[i];
 		uint64_t s = a->off > o ? a->off : o;
@@ -443,10 +661,13 @@ uint64_t store_addr_only(void *arg, uint64_t la, uint64_t len)
 int store_addr_visit(const struct store_addr *t, uint64_t la, uint64_t len,
                      addr_visit_fn *visit, void *arg)
 {
-	const struct addr_rec *r = rec_get((struct store_addr *)t, la >> ADDR_OFF_BITS, false);
+	const struct addr_rec *r;
 	uint64_t o = la & OFF_MASK, e = o + len;
-	uint32_t i = r ? run_find(r, o) : 0;
+	uint32_t i;
 
+	dq_quiesce(t);
+	r = rec_get((struct store_addr *)t, la >> ADDR_OFF_BITS, false);
+	i = r ? run_find(r, o) : 0;
 	while (o < e) {
 		const struct addr_run *a;
 		uint64_t end;
@@ -468,6 +689,7 @@ uint64_t store_addr_prune(struct store_addr *t)
 {
 	uint64_t pruned = 0;
 
+	dq_quiesce(t);
 	for (uint64_t b = 0; b <= t->mask; b++) {
 		struct addr_rec *r = t->bucket[b], *next;
 
@@ -503,6 +725,7 @@ size_t store_addr_save(const struct store_addr *t, char *buf)
 {
 	size_t off = 0;
 
+	dq_quiesce(t);
 	for (uint64_t b = 0; b <= t->mask; b++)
 		for (const struct addr_rec *r = t->bucket[b]; r; r = r->next)
 			off += rec_write(r, buf + off);
@@ -511,6 +734,7 @@ size_t store_addr_save(const struct store_addr *t, char *buf)
 
 void store_addr_save_begin(struct store_addr *t, uint32_t gen, char *buf)
 {
+	dq_quiesce(t);
 	t->sv = (struct addr_save){ .active = true, .gen = gen, .buf = buf,
 	                            .cap = store_addr_save_bytes(t) };
 }
@@ -533,6 +757,7 @@ void store_addr_save_end(struct store_addr *t)
 int store_addr_load(struct store_addr *t, const char *buf, size_t len, uint64_t count,
                     addr_pba_ok_fn *ok, void *arg, size_t *used)
 {
+	dq_quiesce(t);
 	size_t off = 0;
 
 	for (uint64_t k = 0; k < count; k++) {

@@ -40,6 +40,7 @@ typedef int  addr_visit_fn(void *arg, uint64_t la, uint64_t len, uint64_t pba);
 typedef bool addr_pba_ok_fn(void *arg, uint64_t pba, uint64_t len);
 
 struct addr_rec;
+struct addr_defer;
 
 /* A checkpoint's save of the table as it was at one moment, made a slice
  * at a time while the table changes (store/ckpt.c): a record that existed
@@ -65,9 +66,17 @@ struct store_addr {
 	void             *live_arg;
 	int               err;          /* sticky: a change found corruption or no memory */
 	struct addr_save  sv;
+	struct addr_defer *dq;          /* changes deferred to a second thread */
 };
 
 int  store_addr_init(struct store_addr *t, addr_live_fn *live, void *arg);
+/* Replay: from start, adds and reference changes go in order to a second
+ * thread (addr.c says why) and come back at once; their errors land in err
+ * by stop at the latest. Any other call waits for the thread to catch up.
+ * The live callback runs on that thread meanwhile. start: 0, or a negative
+ * errno and nothing deferred. */
+int  store_addr_defer_start(struct store_addr *t);
+void store_addr_defer_stop(struct store_addr *t);
 void store_addr_fini(struct store_addr *t);
 /* A record's data sectors [la, la+len) written at pba: refs 0 until a map
  * takes them. 0 or -ENOMEM. */

@@ -69,6 +69,7 @@ static void replay_prefetch(struct store_pool *p, const struct fmt_rec_entry *e,
 	uint64_t la;
 
 	if ((e->type != FMT_ENT_WRITE && e->type != FMT_ENT_UNMAP) ||
+	    (step > 0 && p->addr.dq) ||    /* the table's own thread looks ahead */
 	    !(v = store_vol_by_id(p, e->vol)))
 		return;
 	if (step == 0)
@@ -306,7 +307,9 @@ static int reader_start(struct reader *rd, struct store_pool *p, uint32_t seg, u
 	/* signals stay with the threads that wait for them */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rd->threaded = pthread_create(&rd->thread, NULL, reader_main, rd) == 0;
+	rd->threaded = true;    /* before the thread looks */
+	if (pthread_create(&rd->thread, NULL, reader_main, rd) != 0)
+		rd->threaded = false;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!rd->threaded) {
 		pthread_cond_destroy(&rd->cv);
@@ -519,8 +522,15 @@ int store_log_replay(struct store_pool *p, const struct fmt_root *root)
 		goto out;
 	p->segs[seg].state = SEG_LOG;   /* the log tail needs these until the next checkpoint */
 	rc = reader_start(&rd, p, seg, off, next, prev);
-	if (rc == 0)
+	if (rc == 0) {
+		/* the address table's half of applying on a second thread: on
+		 * error it all runs here */
+		store_addr_defer_start(&p->addr);
 		rc = replay_walk(p, &rd, data, &seg, &off, &next, &prev);
+		store_addr_defer_stop(&p->addr);
+		if (rc == 0 && p->addr.err)
+			rc = p->addr.err == -ENOMEM ? -ENOMEM : STORE_ECORRUPT;
+	}
 	reader_stop(&rd);
 	if (rc == 0)
 		rc = replay_check_end(p, seg, off, next, prev, data, rd.slot[0].buf);

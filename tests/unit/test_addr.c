@@ -521,6 +521,64 @@ static void test_addr_save_while_changing(void **state)
 	store_addr_fini(&t);
 }
 
+/* Replay's second thread: the same adds and reference changes, deferred
+ * to it with reads in between (each waits for it to catch up), leave the
+ * table exactly as applying them here does, and a change that finds
+ * corruption there is in err once it stops. */
+static void test_addr_deferred_same(void **state)
+{
+	uint64_t rng = tl_seed("test_addr_deferred_same"), seed = rng;
+	struct store_addr t[2];
+	struct live_log ll[2] = { { 0 }, { 0 } };
+	struct piece_list p;
+	char *a, *b;
+	size_t n;
+
+	(void)state;
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(store_addr_init(&t[k], log_live, &ll[k]), 0);
+		if (k == 1)
+			assert_int_equal(store_addr_defer_start(&t[k]), 0);
+		rng = seed;
+		for (uint64_t seq = 1; seq <= 3000; seq++) {
+			uint64_t old = 1 + tl_rand_below(&rng, seq);
+
+			assert_int_equal(store_addr_add(&t[k], addr_la(seq, 0), 64, seq * 64), 0);
+			store_addr_ref(&t[k], addr_la(seq, 0), 64, +1);
+			if (old < seq)  /* an overwrite of older data, maybe dead already */
+				store_addr_ref(&t[k], addr_la(old, tl_rand_below(&rng, 60)), 4, -1);
+			t[k].err = 0;
+			if (seq % 500 == 0)     /* a read: waits for the thread */
+				visit_list(&t[k], addr_la(seq, 8), 8, &p);
+		}
+		store_addr_defer_stop(&t[k]);
+		t[k].err = 0;
+	}
+	assert_int_equal(t[0].nrecs, t[1].nrecs);
+	assert_int_equal(t[0].nruns, t[1].nruns);
+	assert_int_equal(t[0].live, t[1].live);
+	assert_int_equal(ll[0].sum, ll[1].sum);
+	assert_int_equal(ll[0].calls, ll[1].calls);
+	n = store_addr_save_bytes(&t[0]);
+	a = malloc(n);
+	b = malloc(n);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(store_addr_save(&t[0], a), n);
+	assert_int_equal(store_addr_save(&t[1], b), n);
+	assert_memory_equal(a, b, n);
+	/* corruption found on the thread: a reference to what is not there */
+	assert_int_equal(store_addr_defer_start(&t[1]), 0);
+	store_addr_ref(&t[1], addr_la(99999, 0), 1, +1);
+	assert_int_equal(t[1].err, 0);          /* not yet: it is the thread's */
+	store_addr_defer_stop(&t[1]);
+	assert_int_equal(t[1].err, -EUCLEAN);
+	free(a);
+	free(b);
+	store_addr_fini(&t[0]);
+	store_addr_fini(&t[1]);
+}
+
 /* Moving data changes where a log address is, only where it still is
  * where the cleaner copied it from, and the live callback follows it. */
 static void test_addr_move(void **state)
@@ -1444,6 +1502,7 @@ int main(void)
 		cmocka_unit_test(test_addr_ref_splits_and_merges),
 		cmocka_unit_test(test_addr_ref_punch),
 		cmocka_unit_test(test_addr_save_while_changing),
+		cmocka_unit_test(test_addr_deferred_same),
 		cmocka_unit_test(test_addr_merge_needs_contiguous_pba),
 		cmocka_unit_test(test_addr_ref_errors),
 		cmocka_unit_test(test_addr_move),
