@@ -160,9 +160,6 @@ vol_space() {
 # ---- the daemon ----------------------------------------------------------
 
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # start: sluiced on a free HTTP port (tried three times: another process
 # may take the port between the probe and the bind) and an iSCSI port the

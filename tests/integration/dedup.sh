@@ -36,30 +36,12 @@ MIB=1048576
 
 check() { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
-		echo $((20000 + RANDOM % 20000))
-}
 port=$(free_port)
 iport=$(free_port)
 
 # start CONFIG: sluiced, ready when GET /health answers.
 start() {
-	local i
-	"$SLUICED" --foreground --config "$1" --data-dir "$data" \
-		--http-listen "127.0.0.1:$port" --iscsi-listen "127.0.0.1:$iport" >>"$log" 2>&1 &
-	pid=$!
-	for ((i = 0; i < TENTHS; i++)); do
-		if curl -s -o /dev/null "http://127.0.0.1:$port/api/v1/health"; then
-			token=$(cat "$data/api-token")
-			return 0
-		fi
-		alive || break
-		sleep 0.1
-	done
-	not_ok "sluiced did not become ready"
-	tail -20 "$log" | sed 's/^/    | /'
-	exit 1
+	api_daemon_start "$1"
 }
 
 stop() {

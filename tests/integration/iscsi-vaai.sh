@@ -43,9 +43,6 @@ pool_setup "$DATA" vol src $((256 << 20)) vol dst $((256 << 20)) \
 	target "$(target_json "$IQN_A" src '["*"]' null)" \
 	target "$(target_json "$IQN_B" dst '["*"]' null)" || { echo "pool setup failed"; exit 99; }
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 started=
 for _ in 1 2 3; do      # another process may take the HTTP port first

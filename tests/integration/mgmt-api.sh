@@ -47,30 +47,11 @@ log=$work/sluiced.log
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; fi; }
 
 # A port nobody listens on now (the kernel picks it).
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
-		echo $((20000 + RANDOM % 20000))
-}
 
 
 # start [CONFIG]: sluiced on $port, ready when GET /health answers.
 start() {
-	local cfg=${1:-$work/cfg.json} i
-	"$SLUICED" --foreground --config "$cfg" --data-dir "$data" \
-		--http-listen "127.0.0.1:$port" --iscsi-listen "127.0.0.1:$iport" \
-		>>"$log" 2>&1 &
-	pid=$!
-	for ((i = 0; i < TENTHS; i++)); do
-		if curl -s -k -o /dev/null "$scheme://127.0.0.1:$port/api/v1/health"; then
-			token=$(cat "$data/api-token" 2>/dev/null)
-			return 0
-		fi
-		alive || break
-		sleep 0.1
-	done
-	not_ok "sluiced did not become ready"
-	tail -20 "$log" | sed 's/^/    | /'
-	exit 1
+	api_daemon_start "${1:-$work/cfg.json}" "$scheme"
 }
 
 # stop_term: SIGTERM; it must exit 0 in time.

@@ -69,9 +69,6 @@ summary() {
 bail()    { summary; exit 1; }
 
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # wait_for CMD: poll CMD every 0.1 s while the daemon lives; 0 once it holds
 # (a last look after the daemon is gone: CMD may be about its exit).

@@ -46,3 +46,32 @@ reap_exit() {
 	status=$?
 	pid=
 }
+
+# free_port: a TCP port of 127.0.0.1 that was free a moment ago.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null ||
+		echo $((20000 + RANDOM % 20000))
+}
+
+# api_daemon_start CONFIG [SCHEME]: sluiced on data dir $data, logging to
+# $log, its API on 127.0.0.1:$port (SCHEME http or https) and a portal on
+# $iport; ready when GET /health answers, and $token is then the API's
+# token. Not ready in time: a failed check and exit.
+api_daemon_start() {
+	local i
+	"$SLUICED" --foreground --config "$1" --data-dir "$data" \
+		--http-listen "127.0.0.1:$port" --iscsi-listen "127.0.0.1:$iport" \
+		>>"$log" 2>&1 &
+	pid=$!
+	for ((i = 0; i < TENTHS; i++)); do
+		if curl -s -k -o /dev/null "${2:-http}://127.0.0.1:$port/api/v1/health"; then
+			token=$(cat "$data/api-token" 2>/dev/null)
+			return 0
+		fi
+		alive || break
+		sleep 0.1
+	done
+	not_ok "sluiced did not become ready"
+	tail -20 "$log" | sed 's/^/    | /'
+	exit 1
+}
