@@ -1289,19 +1289,19 @@ static void test_map_freeze_saves_the_start(void **state)
 		if (s->used[i])
 			store_map_freeze_join(&s->r[i].m, &fz);
 	for (unsigned i = 0; i < SHARE_MAPS;) {
-		unsigned budget = 1 + (unsigned)tl_rand_below(&s->w.rng, 4);
+		unsigned budget = 1;
 		int rc = 1;
 
 		if (was[i])
 			rc = store_map_save_some(&b, roots[i], &idb[i], &budget);
 		assert_true(rc >= 0);
 		i += rc == 1;
-		for (uint64_t k = tl_rand_below(&s->w.rng, 12); k > 0; k--, changes++)
+		for (uint64_t k = 2 + tl_rand_below(&s->w.rng, 10); k > 0; k--, changes++)
 			share_step(s, &plan);
 	}
 	printf("test_map_freeze_saves_the_start: %" PRIu32 " nodes saved, %" PRIu64
 	       " changes meanwhile, %zu nodes retired\n", b.next_id, changes, fz.nretired);
-	assert_true(fz.nretired > 5);
+	assert_true(fz.nretired >= 10);  /* or the changes touched no frozen node */
 	assert_int_equal(b.next_id, a.next_id);
 	assert_int_equal(b.len, a.len);
 	assert_memory_equal(b.buf, a.buf, a.len);
