@@ -14,6 +14,33 @@
  * Memory: a node is 4 KiB; extents are 16 bytes. Leaves split in half, except
  * at the right edge of the tree where a sequential fill splits 90/10, which
  * keeps leaves nearly full for sequential data.
+ *
+ * Paging under a memory budget (a design; none of it is built yet). Leaves
+ * are 255 of every 256 nodes, so only leaves page; inner nodes stay.
+ *  - Where a paged leaf lives: in the last checkpoint's payload, which holds
+ *    every node as it was at P. A leaf unchanged since (clean: a dirty bit
+ *    that node_own() and every in-place change set, cleared when a
+ *    checkpoint saves it) can be dropped from memory and read back from
+ *    there. Its parent's child pointer becomes a tagged reference (low bit
+ *    set: payload generation and byte offset), the leaf's refs, extent
+ *    count and smallest lba kept beside it in the parent.
+ *  - Eviction: CLOCK over clean leaves, when map_nodes * 4 KiB passes a
+ *    pool option (map_memory_bytes). Dirty leaves cannot go: when they pass
+ *    a share of the budget, a checkpoint is asked for (it cleans them).
+ *  - Faults never block the loop. A read that reaches a tagged leaf reads
+ *    it (one 4 KiB read, like a data read) and resumes. Writes must apply in
+ *    seq order without waiting (D3), so the log faults in and pins the
+ *    leaves a batch will change when it seals the batch, before its write is
+ *    submitted; apply then finds them resident. Replay faults synchronously
+ *    (open may block), ahead of the entries, from the reader thread.
+ *  - Checkpoints: a frozen view (struct store_map_freeze) may hold tagged
+ *    leaves; saving one copies its bytes from the old payload. Better, a
+ *    format change (FMT_VERSION 3): a saved node may be a reference to a
+ *    node of the previous payload, so unchanged nodes are not written again
+ *    and a checkpoint costs O(changed nodes); the older payload's segments
+ *    are then freed only when no newer payload refers into them.
+ *  - The address table (16 bytes a run) needs the same for pools larger
+ *    than RAM; its records page by seq range the same way.
  */
 #include "store/map.h"
 
