@@ -18,7 +18,9 @@ if [ ! -f "$lib" ]; then
 	echo "no $lib: build first"
 	fail=1
 else
-	syms=$(nm -g --defined-only "$lib" | awk 'NF == 3 { print $3 }' | grep -v '^store_')
+	# AddressSanitizer adds __odr_asan.NAME for each exported variable NAME
+	syms=$(nm -g --defined-only "$lib" | awk 'NF == 3 { sub(/^__odr_asan\./, "", $3); print $3 }' |
+	       grep -v '^store_')
 	if [ -n "$syms" ]; then
 		echo "libsl_store.a exports symbols without the store_ prefix:"
 		echo "$syms"
