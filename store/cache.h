@@ -56,7 +56,8 @@ struct store_cache {
 	uint32_t           probation;   /* slots not read since they came in */
 	uint32_t          *fifo;        /* those, oldest first (a ring of nslots) */
 	uint32_t           fifo_head, fifo_len;
-	char              *data;        /* nslots * 4 KiB, 4 KiB aligned (O_DIRECT) */
+	char              *data;        /* nslots * 4 KiB, 2 MiB aligned (O_DIRECT, huge pages) */
+	size_t             data_len;    /* its mapping */
 	struct cache_slot *slot;
 	uint32_t          *index;       /* slot + 1; 0: empty */
 	uint64_t           index_mask;
