@@ -29,7 +29,8 @@
 #
 # Knobs (environment): BLENDER_SECS per workload and target (12),
 # BLENDER_SIZE of each LUN (1G), BLENDER_SESSIONS (4), TMPDIR (scratch
-# directory parent, /tmp), top_builddir (.). BLENDER_PERF=DIR: perf
+# directory parent, /tmp), top_builddir (.), BLENDER_SLUICED_JSON (more
+# keys for sluiced's config, e.g. '"read_cache_size": 0'). BLENDER_PERF=DIR: perf
 # record -g of sluiced for the first half of each of its runs, into
 # DIR/WORKLOAD.perf.data (its own cost then weighs on sluiced's figures).
 set -u
@@ -87,7 +88,8 @@ free_port() {
 hport=$(free_port)
 sport=$(free_port)
 # room for the fill and the runs' overwrites before the cleaner has to run
-printf '{"pool_size": %d, "log_level": "warn"}\n' $((bytes * 4)) >"$work/sluiced.json"
+printf '{"pool_size": %d, "log_level": "warn"%s}\n' $((bytes * 4)) "${BLENDER_SLUICED_JSON:+, $BLENDER_SLUICED_JSON}" \
+	>"$work/sluiced.json"
 "$top_builddir/sluiced" --foreground --config "$work/sluiced.json" --data-dir "$work/sluice" \
 	--http-listen "127.0.0.1:$hport" --iscsi-listen "127.0.0.1:$sport" >"$work/sluiced.log" 2>&1 &
 spid=$!
