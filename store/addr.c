@@ -1,9 +1,9 @@
 /* store/addr.c: the address table (store/addr.h says what and why). */
 #include "store/addr.h"
+#include "store/thread.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -483,7 +483,6 @@ static void dq_free(struct addr_defer *d)
 int store_addr_defer_start(struct store_addr *t)
 {
 	struct addr_defer *d = calloc(1, sizeof(*d));
-	sigset_t all, old;
 	int rc = -ENOMEM;
 
 	if (!d)
@@ -499,10 +498,7 @@ int store_addr_defer_start(struct store_addr *t)
 		goto fail;
 	}
 	t->dq = d;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = -pthread_create(&d->thread, NULL, dq_main, t);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = store_thread_start(&d->thread, dq_main, t);
 	if (rc == 0)
 		return 0;
 	t->dq = NULL;

@@ -8,11 +8,11 @@
 #include <errno.h>
 #include <ev.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "store/backend.h"
+#include "store/thread.h"
 
 #define THREADS_MAX 16
 
@@ -122,7 +122,6 @@ static void threads_done_cb(struct ev_loop *loop, ev_async *w, int revents)
 static int threads_start(struct store_io_engine *base, struct ev_loop *loop)
 {
 	struct threads_engine *e = (struct threads_engine *)base;
-	sigset_t all, old;
 	int rc = 0;
 
 	e->loop = loop;
@@ -130,17 +129,14 @@ static int threads_start(struct store_io_engine *base, struct ev_loop *loop)
 	e->done_async.data = e;
 	ev_async_start(loop, &e->done_async);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	unsigned want = e->nthreads;
 
 	e->nthreads = 0;
 	for (unsigned i = 0; i < want && rc == 0; i++) {
-		rc = -pthread_create(&e->tid[i], NULL, threads_main, e);
+		rc = store_thread_start(&e->tid[i], threads_main, e);
 		if (rc == 0)
 			e->nthreads++;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;
 }
 

@@ -8,4 +8,4 @@ libsl_store_a_SOURCES = \
 	%reldir%/log.c %reldir%/clean.c %reldir%/recover.c %reldir%/ckpt.c %reldir%/check.c %reldir%/meta.c \
 	%reldir%/dedup.c \
 	%reldir%/backend_file.c %reldir%/io_threads.c %reldir%/io_uring.c \
-	%reldir%/cache.h %reldir%/cache.c
+	%reldir%/cache.h %reldir%/cache.c %reldir%/thread.h

@@ -11,11 +11,11 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/internal.h"
+#include "store/thread.h"
 
 #define HDR_LIMIT  (sizeof(struct fmt_rec_hdr) + \
                     STORE_BATCH_MAX_ENTRIES * sizeof(struct fmt_rec_entry))
@@ -286,7 +286,6 @@ static void reader_pop(struct reader *rd)
 static int reader_start(struct reader *rd, struct store_pool *p, uint32_t seg, uint32_t off,
                         uint32_t next, uint64_t prev)
 {
-	sigset_t all, old;
 
 	memset(rd, 0, sizeof(*rd));
 	rd->p = p;
@@ -304,13 +303,9 @@ static int reader_start(struct reader *rd, struct store_pool *p, uint32_t seg, u
 		pthread_mutex_destroy(&rd->mu);
 		return 0;
 	}
-	/* signals stay with the threads that wait for them */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rd->threaded = true;    /* before the thread looks */
-	if (pthread_create(&rd->thread, NULL, reader_main, rd) != 0)
+	if (store_thread_start(&rd->thread, reader_main, rd) != 0)
 		rd->threaded = false;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (!rd->threaded) {
 		pthread_cond_destroy(&rd->cv);
 		pthread_mutex_destroy(&rd->mu);
